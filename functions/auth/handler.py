@@ -1,0 +1,47 @@
+"""Auth function: registration, login, the caller's profile and user management."""
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ragcore import auth
+from ragcore.api import CreateUserRequest, LoginRequest, RegisterRequest, authenticate, create_resolver, json_response, parse_id
+from ragcore.observability import logger
+
+app = create_resolver()
+
+
+@app.post("/api/v1/auth/register")
+def register(body: RegisterRequest):
+    return json_response(201, auth.register(body.org_name, body.email, body.password))
+
+
+@app.post("/api/v1/auth/login")
+def login(body: LoginRequest):
+    return json_response(200, auth.login(body.email, body.password))
+
+
+@app.get("/api/v1/me")
+def me():
+    return auth.me(authenticate(app))
+
+
+@app.post("/api/v1/users")
+def create_user(body: CreateUserRequest):
+    user = auth.create_user(authenticate(app), body.email, body.password, body.role)
+    return json_response(201, {"user": user})
+
+
+@app.get("/api/v1/users")
+def list_users():
+    return {"items": auth.list_users(authenticate(app))}
+
+
+@app.delete("/api/v1/users/<user_id>")
+def delete_user(user_id: str):
+    auth.delete_user(authenticate(app), parse_id(user_id, "user"))
+    return json_response(204, None)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

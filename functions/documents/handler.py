@@ -1,0 +1,50 @@
+"""Documents function: upload (queued for ingestion), list, get, delete and re-ingest."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ragcore import documents
+from ragcore.api import CreateDocumentRequest, authenticate, create_resolver, json_response, parse_id
+from ragcore.observability import logger
+
+app = create_resolver()
+
+
+@app.post("/api/v1/documents")
+def create_document(body: CreateDocumentRequest):
+    document = documents.create_document(authenticate(app), body.name, body.content, body.metadata)
+    return json_response(202, {"document": document})
+
+
+@app.get("/api/v1/documents")
+def list_documents(
+    status: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query()] = None,
+):
+    return documents.list_documents(authenticate(app), status=status, limit=limit, cursor=cursor)
+
+
+@app.get("/api/v1/documents/<document_id>")
+def get_document(document_id: str):
+    return {"document": documents.get_document(authenticate(app), parse_id(document_id, "document"))}
+
+
+@app.delete("/api/v1/documents/<document_id>")
+def delete_document(document_id: str):
+    documents.delete_document(authenticate(app), parse_id(document_id, "document"))
+    return json_response(204, None)
+
+
+@app.post("/api/v1/documents/<document_id>/reingest")
+def reingest_document(document_id: str):
+    document = documents.reingest_document(authenticate(app), parse_id(document_id, "document"))
+    return json_response(202, {"document": document})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

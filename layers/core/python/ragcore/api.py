@@ -1,0 +1,170 @@
+"""HTTP glue shared by the API functions: request models, authentication, and the one place where
+domain errors become HTTP responses with the documented error body."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from http import HTTPStatus
+from typing import Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .auth import Principal, principal_from_authorization
+from .errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    RagError,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthenticated,
+)
+from .observability import logger
+
+HTTP_STATUS: dict[type[RagError], int] = {
+    BadRequest: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    InvalidInput: 422,
+    RateLimited: 429,
+    ServiceUnavailable: 503,
+}
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class StrictModel(BaseModel):
+    # Unknown fields are refused so that a misspelt option ("topk") is reported, not silently ignored.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _password_fits_bcrypt(value: str) -> str:
+    if len(value.encode()) > 72:
+        raise ValueError("password must be at most 72 bytes")
+    return value
+
+
+class RegisterRequest(StrictModel):
+    org_name: str = Field(min_length=1, max_length=200)
+    email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
+    password: str = Field(min_length=8)
+
+    _password = field_validator("password")(_password_fits_bcrypt)
+
+    @field_validator("org_name")
+    @classmethod
+    def _org_name_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("org_name must not be blank")
+        return value.strip()
+
+
+class LoginRequest(StrictModel):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class CreateUserRequest(StrictModel):
+    email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
+    password: str = Field(min_length=8)
+    role: Literal["admin", "member"] = "member"
+
+    _password = field_validator("password")(_password_fits_bcrypt)
+
+
+class CreateDocumentRequest(StrictModel):
+    name: str = Field(min_length=1, max_length=512)
+    content: str
+    metadata: dict[str, Any] | None = None
+
+
+class QueryRequest(StrictModel):
+    question: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(default=5, ge=1, le=50)
+    filters: dict[str, Any] | None = Field(
+        default=None, description="Metadata the documents must contain (JSON containment), e.g. {\"team\": \"hr\"}"
+    )
+
+    @field_validator("question")
+    @classmethod
+    def _question_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("question must not be blank")
+        return value
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """A response carrying the documented error body."""
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps({"error": {"code": code, "message": message}}),
+        headers=headers,
+    )
+
+
+def json_response(status: int, body: Any) -> Response:
+    """A JSON response with an explicit status."""
+    return Response(status_code=status, content_type="application/json", body=json.dumps(body))
+
+
+def _describe_validation_errors(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for err in errors[:10]:
+        location = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{location}: {err.get('msg', 'invalid value')}")
+    return "; ".join(parts)
+
+
+def create_resolver() -> APIGatewayRestResolver:
+    """An API Gateway REST resolver with request validation and the platform's error mapping."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(RagError)
+    def _domain_error(exc: RagError) -> Response:
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after_seconds)}
+        return error_response(HTTP_STATUS.get(type(exc), 400), exc.code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "bad_request", "request body is not valid JSON")
+        return error_response(422, "validation_error", _describe_validation_errors(errors))
+
+    @app.not_found
+    def _no_route(_exc: Exception) -> Response:
+        return error_response(404, "not_found", "no such route")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
+
+    return app
+
+
+def authenticate(app: APIGatewayRestResolver) -> Principal:
+    """The verified caller of the current request; its org id is added to every log line."""
+    principal = principal_from_authorization(app.current_event.get_header_value("Authorization"))
+    logger.append_keys(org_id=str(principal.org_id), user_id=str(principal.user_id))
+    return principal
+
+
+def parse_id(value: str, what: str) -> uuid.UUID:
+    """A path id as UUID; a malformed id names nothing, so it is reported as not found."""
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound(f"{what} not found") from exc

@@ -1,0 +1,213 @@
+"""Identity: password hashing, signed tokens, registration, login and user management."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import bcrypt
+import jwt
+import psycopg
+
+from .config import Settings, get_settings
+from .db import anonymous_transaction, tenant_transaction
+from .errors import Conflict, Forbidden, NotFound, Unauthenticated
+
+Role = Literal["admin", "member"]
+
+# bcrypt reads at most 72 bytes of a password; longer ones are refused rather than silently truncated.
+MAX_PASSWORD_BYTES = 72
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    # Verifying against a real hash when the e-mail is unknown keeps login time independent of whether
+    # the e-mail exists; computed lazily so cold starts do not pay for it.
+    return hash_password("no such user")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as proven by a verified token."""
+
+    user_id: uuid.UUID
+    org_id: uuid.UUID
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def require_admin(self) -> None:
+        """Raise Forbidden unless the caller is an admin of its organisation."""
+        if not self.is_admin:
+            raise Forbidden("this action needs the admin role")
+
+
+def hash_password(password: str, rounds: int | None = None) -> str:
+    """A bcrypt hash of ``password`` (cost from settings, at least 12)."""
+    rounds = rounds or get_settings().password_bcrypt_rounds
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; never raises on malformed hashes."""
+    try:
+        return bcrypt.checkpw(password.encode(), password_hash.encode())
+    except ValueError:
+        return False
+
+
+def issue_token(principal: Principal, settings: Settings | None = None, now: int | None = None) -> str:
+    """A signed HS256 JWT carrying sub, org_id, role, iss, aud, iat and exp."""
+    settings = settings or get_settings()
+    issued_at = int(now if now is not None else time.time())
+    claims = {
+        "sub": str(principal.user_id),
+        "org_id": str(principal.org_id),
+        "role": principal.role,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": issued_at,
+        "exp": issued_at + settings.jwt_ttl_seconds,
+    }
+    return jwt.encode(claims, settings.require_jwt_secret(), algorithm="HS256")
+
+
+def verify_token(token: str, settings: Settings | None = None) -> Principal:
+    """The principal of a valid token; Unauthenticated for anything expired, forged or malformed."""
+    settings = settings or get_settings()
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.require_jwt_secret(),
+            algorithms=["HS256"],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["sub", "org_id", "role", "iss", "aud", "iat", "exp"]},
+        )
+        role = claims["role"]
+        if role not in ("admin", "member"):
+            raise Unauthenticated("invalid token")
+        return Principal(user_id=uuid.UUID(claims["sub"]), org_id=uuid.UUID(claims["org_id"]), role=role)
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthenticated("token expired") from exc
+    except (jwt.InvalidTokenError, ValueError, TypeError, KeyError) as exc:
+        raise Unauthenticated("invalid token") from exc
+
+
+def principal_from_authorization(header: str | None) -> Principal:
+    """Parse ``Authorization: Bearer <jwt>`` and verify it."""
+    if not header:
+        raise Unauthenticated("missing Authorization header")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+    return verify_token(token.strip())
+
+
+def _user_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "email": row["email"],
+        "role": row["role"],
+        "org_id": str(row["org_id"]),
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+def _org_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": str(row["id"]), "name": row["name"], "created_at": row["created_at"].isoformat()}
+
+
+def _insert_user(conn: psycopg.Connection, org_id: uuid.UUID, email: str, password: str, role: Role):
+    try:
+        with conn.transaction():
+            return conn.execute(
+                """INSERT INTO users (id, org_id, email, password_hash, role)
+                   VALUES (%s, %s, %s, %s, %s)
+                   RETURNING id, org_id, email, role, created_at""",
+                (uuid.uuid4(), org_id, email, hash_password(password), role),
+            ).fetchone()
+    except psycopg.errors.UniqueViolation as exc:
+        raise Conflict("a user with this e-mail already exists", code="email_taken") from exc
+
+
+def register(org_name: str, email: str, password: str) -> dict[str, Any]:
+    """Create an organisation and its first admin; returns {token, user, org}."""
+    org_id = uuid.uuid4()
+    with tenant_transaction(org_id) as conn:
+        org = conn.execute(
+            "INSERT INTO organizations (id, name) VALUES (%s, %s) RETURNING id, name, created_at",
+            (org_id, org_name),
+        ).fetchone()
+        user = _insert_user(conn, org_id, email, password, "admin")
+    principal = Principal(user_id=user["id"], org_id=org_id, role="admin")
+    return {"token": issue_token(principal), "user": _user_view(user), "org": _org_view(org)}
+
+
+def login(email: str, password: str) -> dict[str, Any]:
+    """Exchange e-mail and password for {token, user, org}; one error for every kind of failure."""
+    with anonymous_transaction() as conn:
+        found = conn.execute(
+            "SELECT id, org_id, email, password_hash, role FROM auth_find_user_by_email(%s)", (email,)
+        ).fetchone()
+    if found is None:
+        verify_password(password, _dummy_hash())
+        raise Unauthenticated("invalid e-mail or password", code="invalid_credentials")
+    if not verify_password(password, found["password_hash"]):
+        raise Unauthenticated("invalid e-mail or password", code="invalid_credentials")
+    principal = Principal(user_id=found["id"], org_id=found["org_id"], role=found["role"])
+    profile = me(principal)
+    return {"token": issue_token(principal), **profile}
+
+
+def me(principal: Principal) -> dict[str, Any]:
+    """The caller's user and organisation."""
+    with tenant_transaction(principal.org_id) as conn:
+        user = conn.execute(
+            "SELECT id, org_id, email, role, created_at FROM users WHERE org_id = %s AND id = %s",
+            (principal.org_id, principal.user_id),
+        ).fetchone()
+        org = conn.execute(
+            "SELECT id, name, created_at FROM organizations WHERE id = %s", (principal.org_id,)
+        ).fetchone()
+    if user is None or org is None:
+        # The token is genuine but its user was deleted since it was issued.
+        raise Unauthenticated("user no longer exists")
+    return {"user": _user_view(user), "org": _org_view(org)}
+
+
+def create_user(principal: Principal, email: str, password: str, role: Role) -> dict[str, Any]:
+    """Add a user to the caller's organisation (admins only)."""
+    principal.require_admin()
+    with tenant_transaction(principal.org_id) as conn:
+        user = _insert_user(conn, principal.org_id, email, password, role)
+    return _user_view(user)
+
+
+def list_users(principal: Principal) -> list[dict[str, Any]]:
+    """Every user of the caller's organisation, oldest first."""
+    with tenant_transaction(principal.org_id) as conn:
+        rows = conn.execute(
+            """SELECT id, org_id, email, role, created_at FROM users
+               WHERE org_id = %s ORDER BY created_at, id""",
+            (principal.org_id,),
+        ).fetchall()
+    return [_user_view(r) for r in rows]
+
+
+def delete_user(principal: Principal, user_id: uuid.UUID) -> None:
+    """Remove a user of the caller's organisation (admins only; an admin cannot delete itself)."""
+    principal.require_admin()
+    if user_id == principal.user_id:
+        raise Conflict("an admin cannot delete its own account", code="cannot_delete_self")
+    with tenant_transaction(principal.org_id) as conn:
+        deleted = conn.execute(
+            "DELETE FROM users WHERE org_id = %s AND id = %s", (principal.org_id, user_id)
+        ).rowcount
+    if not deleted:
+        raise NotFound("user not found")

@@ -1,0 +1,81 @@
+"""One settings model for the whole platform, read lazily from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    stage: str = "local"
+
+    # Database: the application connects as a role that owns nothing and cannot bypass RLS.
+    database_url: str = ""
+    # Migrations connect as the owner of the schema (in AWS: the RDS master secret).
+    migration_database_url: str = ""
+    db_app_role: str = "rag_app"
+    db_pool_min_size: int = 1
+    db_pool_max_size: int = 4
+
+    # Tokens.
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_issuer: str = "rag-platform"
+    jwt_audience: str = "rag-platform-api"
+    jwt_ttl_seconds: int = 3600
+    password_bcrypt_rounds: int = Field(default=12, ge=12, le=16)
+
+    # Ingestion.
+    queue_url: str = ""
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    max_document_bytes: int = 5 * 1024 * 1024
+    chunk_size_words: int = Field(default=512, ge=16)
+    chunk_overlap_words: int = Field(default=64, ge=0)
+    embed_batch_size: int = Field(default=64, ge=1, le=100)
+    embed_max_retries: int = 5
+    # Attempts before a document is marked failed; the queue's maxReceiveCount must be larger (5).
+    ingest_max_attempts: int = Field(default=3, ge=1)
+
+    # Providers.
+    embedding_provider: Literal["local", "openai", "bedrock"] = "local"
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_dimensions: int = 384
+    generation_provider: Literal["extractive"] = "extractive"
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr = SecretStr("")
+
+    # Retrieval.
+    hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+
+    @field_validator("chunk_overlap_words")
+    @classmethod
+    def _overlap_smaller_than_window(cls, overlap: int, info):
+        size = info.data.get("chunk_size_words", 512)
+        if overlap >= size:
+            raise ValueError("chunk_overlap_words must be smaller than chunk_size_words")
+        return overlap
+
+    def require_jwt_secret(self) -> bytes:
+        """The signing secret as bytes; refuses to run with a secret shorter than 32 bytes."""
+        secret = self.jwt_secret.get_secret_value().encode()
+        if len(secret) < 32:
+            raise ValueError("JWT_SECRET must be set and at least 32 bytes long")
+        return secret
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings so the next call re-reads the environment (tests, local stack)."""
+    get_settings.cache_clear()

@@ -1,0 +1,167 @@
+"""Documents of a tenant: create (and enqueue for ingestion), list, get, delete, re-ingest."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from .auth import Principal
+from .config import get_settings
+from .db import tenant_transaction
+from .errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge
+from .queue import IngestQueue, get_ingest_queue
+
+STATUSES = ("pending", "processing", "ready", "failed")
+_COLUMNS = "id, name, status, error, chunk_count, content_hash, metadata, created_at, updated_at"
+
+
+def content_hash(content: str) -> str:
+    """The sha256 of the UTF-8 content, hex-encoded."""
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def document_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The public JSON shape of a document."""
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "status": row["status"],
+        "error": row["error"],
+        "chunk_count": row["chunk_count"],
+        "content_hash": row["content_hash"],
+        "metadata": row["metadata"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+def create_document(
+    principal: Principal,
+    name: str,
+    content: str,
+    metadata: dict[str, Any] | None = None,
+    queue: IngestQueue | None = None,
+) -> dict[str, Any]:
+    """Store a document as ``pending`` and enqueue it for ingestion.
+
+    The row is committed before the message is sent, so the ingest worker always finds it. If the queue
+    refuses the message the row is removed again and the caller gets ServiceUnavailable: a document is
+    never left ``pending`` with no message on its way.
+    """
+    size = len(content.encode())
+    if size > get_settings().max_document_bytes:
+        raise PayloadTooLarge(f"content is {size} bytes; the limit is {get_settings().max_document_bytes}")
+    if not content.strip():
+        raise InvalidInput("content must contain some text")
+    document_id = uuid.uuid4()
+    with tenant_transaction(principal.org_id) as conn:
+        row = conn.execute(
+            f"""INSERT INTO documents (id, org_id, name, content, metadata, content_hash)
+                VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
+            (document_id, principal.org_id, name, content, Jsonb(metadata or {}), content_hash(content)),
+        ).fetchone()
+    try:
+        (queue or get_ingest_queue()).send(principal.org_id, document_id)
+    except Exception:
+        with tenant_transaction(principal.org_id) as conn:
+            conn.execute("DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id))
+        raise
+    return document_view(row)
+
+
+def encode_cursor(created_at: datetime, document_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(document_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) position a cursor points after; BadRequest for anything malformed."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, document_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), uuid.UUID(document_id)
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        raise BadRequest("invalid cursor") from exc
+
+
+def list_documents(
+    principal: Principal, status: str | None = None, limit: int = 20, cursor: str | None = None
+) -> dict[str, Any]:
+    """A page of documents, newest first, and the cursor of the next page (None on the last page)."""
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
+    conditions = ["org_id = %s"]
+    params: list[Any] = [principal.org_id]
+    if status:
+        conditions.append("status = %s")
+        params.append(status)
+    if cursor:
+        created_at, document_id = decode_cursor(cursor)
+        conditions.append("(created_at, id) < (%s, %s)")
+        params.extend([created_at, document_id])
+    params.append(limit + 1)
+    with tenant_transaction(principal.org_id) as conn:
+        rows = conn.execute(
+            f"""SELECT {_COLUMNS} FROM documents WHERE {' AND '.join(conditions)}
+                ORDER BY created_at DESC, id DESC LIMIT %s""",
+            params,
+        ).fetchall()
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
+    return {"items": [document_view(r) for r in page], "next_cursor": next_cursor}
+
+
+def get_document(principal: Principal, document_id: uuid.UUID) -> dict[str, Any]:
+    """One document of the caller's tenant; NotFound otherwise (whoever else owns that id)."""
+    with tenant_transaction(principal.org_id) as conn:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
+        ).fetchone()
+    if row is None:
+        raise NotFound("document not found")
+    return document_view(row)
+
+
+def delete_document(principal: Principal, document_id: uuid.UUID) -> None:
+    """Delete a document and its chunks (admins only)."""
+    principal.require_admin()
+    with tenant_transaction(principal.org_id) as conn:
+        deleted = conn.execute(
+            "DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
+        ).rowcount
+    if not deleted:
+        raise NotFound("document not found")
+
+
+def reingest_document(
+    principal: Principal, document_id: uuid.UUID, queue: IngestQueue | None = None
+) -> dict[str, Any]:
+    """Rebuild a document's chunks: back to ``pending`` and enqueued again."""
+    with tenant_transaction(principal.org_id) as conn:
+        row = conn.execute(
+            f"""UPDATE documents
+                SET status = 'pending', error = NULL, ingested_hash = NULL, attempts = 0, updated_at = now()
+                WHERE org_id = %s AND id = %s RETURNING {_COLUMNS}""",
+            (principal.org_id, document_id),
+        ).fetchone()
+    if row is None:
+        raise NotFound("document not found")
+    try:
+        (queue or get_ingest_queue()).send(principal.org_id, document_id)
+    except Exception:
+        with tenant_transaction(principal.org_id) as conn:
+            conn.execute(
+                """UPDATE documents SET status = 'failed', updated_at = now(),
+                   error = 'could not be queued for re-ingestion; try again'
+                   WHERE org_id = %s AND id = %s""",
+                (principal.org_id, document_id),
+            )
+        raise
+    return document_view(row)

@@ -1,0 +1,87 @@
+import pytest
+
+from ragcore.config import Settings
+from ragcore.ingest import Outcome, ingest_document
+from tests.fakes import BagOfWordsEmbedder, InMemoryDocumentStore
+
+SETTINGS = Settings(chunk_size_words=50, chunk_overlap_words=10, embed_batch_size=4, ingest_max_attempts=3)
+TEXT = " ".join(f"word{i}" for i in range(230))
+
+
+def no_sleep(_seconds):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _instant_backoff(monkeypatch):
+    monkeypatch.setattr("time.sleep", no_sleep)
+
+
+def test_document_becomes_ready_with_all_chunks():
+    store, embedder = InMemoryDocumentStore(), BagOfWordsEmbedder()
+    org, doc = store.add(TEXT)
+    assert ingest_document(org, doc, store=store, embedder=embedder, settings=SETTINGS) is Outcome.READY
+    assert store.docs[doc]["status"] == "ready"
+    chunks = store.chunks[doc]
+    assert [c.index for c, _ in chunks] == list(range(len(chunks)))
+    assert chunks[-1][0].content.endswith("word229")
+    assert embedder.calls == -(-len(chunks) // 4)  # batches of at most embed_batch_size
+
+
+def test_redelivery_of_an_ingested_document_does_nothing():
+    store, embedder = InMemoryDocumentStore(), BagOfWordsEmbedder()
+    org, doc = store.add(TEXT)
+    ingest_document(org, doc, store=store, embedder=embedder, settings=SETTINGS)
+    calls = embedder.calls
+    assert ingest_document(org, doc, store=store, embedder=embedder, settings=SETTINGS) is Outcome.SKIPPED
+    assert embedder.calls == calls
+
+
+def test_deleted_document_is_skipped():
+    store = InMemoryDocumentStore()
+    org, doc = store.add(TEXT)
+    del store.docs[doc]
+    assert ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS) is Outcome.SKIPPED
+
+
+def test_empty_document_fails_with_a_reason():
+    store = InMemoryDocumentStore()
+    org, doc = store.add("   \n ")
+    assert ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS) is Outcome.FAILED
+    assert store.docs[doc]["status"] == "failed"
+    assert "no text" in store.docs[doc]["error"]
+
+
+def test_transient_error_propagates_until_the_last_attempt_then_fails():
+    store = InMemoryDocumentStore()
+    org, doc = store.add(TEXT)
+    embedder = BagOfWordsEmbedder(fail_times=100, error=ConnectionError("database went away"))
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            ingest_document(org, doc, store=store, embedder=embedder, settings=SETTINGS)
+        assert store.docs[doc]["status"] == "processing"
+    assert ingest_document(org, doc, store=store, embedder=embedder, settings=SETTINGS) is Outcome.FAILED
+    assert store.docs[doc]["status"] == "failed"
+    assert "database went away" in store.docs[doc]["error"]
+
+
+def test_a_document_left_processing_by_crashes_is_failed_on_the_next_delivery():
+    store = InMemoryDocumentStore()
+    org, doc = store.add(TEXT)
+    for _ in range(3):  # three deliveries that died without reporting (timeout, out of memory)
+        store.claim(org, doc)
+    assert ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS) is Outcome.FAILED
+    assert "gave up after 3 attempts" in store.docs[doc]["error"]
+
+
+def test_content_changed_while_embedding_is_not_saved():
+    store = InMemoryDocumentStore()
+    org, doc = store.add(TEXT)
+
+    class ChangingEmbedder(BagOfWordsEmbedder):
+        def embed(self, texts):
+            store.docs[doc]["hash"] = "changed"
+            return super().embed(texts)
+
+    assert ingest_document(org, doc, store=store, embedder=ChangingEmbedder(), settings=SETTINGS) is Outcome.SKIPPED
+    assert doc not in store.chunks
