@@ -1,0 +1,46 @@
+"""`python -m infra.local`: run the platform locally until SIGINT or SIGTERM.
+
+Environment: PORT (8080), DATA_DIR (.local), and optionally AWS_ENDPOINT_URL (LocalStack or AWS instead
+of the built-in moto), JWT_SECRET, DATABASE_URL + MIGRATION_DATABASE_URL (an external PostgreSQL), and
+any variable of the template's function environment (EMBEDDING_PROVIDER, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from .stack import LocalStack, StackConfig
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logging.getLogger("infra.local").info("%s received, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    stack = LocalStack(StackConfig.from_environ(os.environ))
+    try:
+        url = stack.start()
+    except Exception as exc:
+        logging.getLogger("infra.local").exception("the local stack could not start: %s", exc)
+        return 1
+    print(f"RAG platform ready on {url}", flush=True)
+    try:
+        while not stop.wait(1):  # a timed wait keeps the main thread responsive to signals
+            pass
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

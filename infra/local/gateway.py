@@ -1,0 +1,175 @@
+"""The local API Gateway: HTTP in, REST proxy event to the function, proxy response back to HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from .events import (
+    MAX_PAYLOAD_BYTES,
+    MalformedProxyResponse,
+    MatchStatus,
+    RouteTable,
+    build_proxy_event,
+    error_body,
+    normalise_path,
+    translate_proxy_response,
+)
+from .functions import FunctionError, LocalFunction
+
+log = logging.getLogger("infra.local.gateway")
+
+API_GATEWAY_TIMEOUT_SECONDS = 29  # REST API integration timeout
+ASGIApp = Callable[..., Any]
+
+
+def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(error_body(code, message)),
+        status,
+        headers=dict(headers or {}),
+        media_type="application/json",
+    )
+
+
+class PayloadTooLarge(Exception):
+    pass
+
+
+class Gateway:
+    """An ASGI app that behaves like the REST API of template-local.yaml in front of its functions.
+
+    `asgi_routes` maps exact paths to ASGI apps served as they are, without a proxy event: the hook for
+    the streaming app (POST /api/v1/query), which runs behind a Function URL in AWS, not API Gateway.
+    """
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        functions: Mapping[str, LocalFunction],
+        *,
+        stage: str = "v1",
+        binary_media_types: Sequence[str] = (),
+        asgi_routes: Mapping[str, ASGIApp] | None = None,
+        max_workers: int = 16,
+    ):
+        self.routes = routes
+        self.functions = functions
+        self.stage = stage
+        self.binary_media_types = tuple(binary_media_types)
+        self.asgi_routes = {normalise_path(path): app for path, app in (asgi_routes or {}).items()}
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="lambda")
+
+    def close(self) -> None:
+        # Running invocations finish on their own; nothing waits for a handler that hangs.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        app = self.asgi_routes.get(normalise_path(scope["path"]))
+        if app is not None:
+            await app(scope, receive, send)
+            return
+        response = await self.handle(Request(scope, receive))
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def _lifespan(receive: Callable, send: Callable) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        path = normalise_path(request.url.path)
+        match = self.routes.match(request.method, path)
+        if match.status is MatchStatus.NOT_FOUND:
+            return _error(404, "not_found", f"no route for {request.method} {path}")
+        if match.status is MatchStatus.METHOD_NOT_ALLOWED:
+            allowed = ", ".join(match.allowed_methods)
+            return _error(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed on {path} (allowed: {allowed})",
+                {"Allow": allowed},
+            )
+
+        try:
+            body = await self._read_body(request)
+        except PayloadTooLarge:
+            return _error(413, "payload_too_large", f"request body exceeds {MAX_PAYLOAD_BYTES} bytes")
+        except ClientDisconnect:
+            return Response(status_code=400)
+
+        assert match.route is not None
+        function = self.functions.get(match.route.function)
+        if function is None:
+            return _error(502, "internal_error", f"route points at unknown function {match.route.function}")
+        event = build_proxy_event(
+            method=request.method,
+            path=path,
+            route=match.route,
+            path_parameters=match.path_parameters,
+            headers=[
+                (key.decode("latin-1"), value.decode("latin-1")) for key, value in request.scope["headers"]
+            ],
+            query_string=request.scope.get("query_string", b"").decode("latin-1"),
+            body=body,
+            stage=self.stage,
+            source_ip=request.client.host if request.client else "127.0.0.1",
+            binary_media_types=self.binary_media_types,
+            request_id=request_id,
+        )
+        timeout = min(function.spec.timeout, API_GATEWAY_TIMEOUT_SECONDS)
+        loop = asyncio.get_running_loop()
+        try:
+            result = await asyncio.wait_for(
+                loop.run_in_executor(self._executor, function.invoke, event, request_id), timeout
+            )
+            http = translate_proxy_response(result)
+        except TimeoutError:
+            log.error("%s did not answer within %ss (request %s)", function.name, timeout, request_id)
+            return _error(504, "gateway_timeout", f"the function did not answer within {timeout} seconds")
+        except FunctionError as exc:
+            return _error(502, "internal_error", str(exc))
+        except MalformedProxyResponse as exc:
+            log.error("%s returned a malformed proxy response: %s", function.name, exc)
+            return _error(502, "internal_error", f"malformed Lambda proxy response: {exc}")
+
+        response = Response(http.body, http.status)
+        response.raw_headers = [
+            *[(k.encode("latin-1"), v.encode("latin-1")) for k, v in http.headers],
+            (b"content-length", str(len(http.body)).encode()),
+            (b"x-amzn-requestid", request_id.encode()),
+        ]
+        return response
+
+    @staticmethod
+    async def _read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
+            raise PayloadTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_PAYLOAD_BYTES:  # chunked uploads declare no length
+                raise PayloadTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)

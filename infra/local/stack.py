@@ -1,0 +1,281 @@
+"""Starts and stops the whole local platform in this process."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .events import RouteTable
+from .functions import LocalFunction
+from .gateway import Gateway
+from .template import TEMPLATE_NAME, load_template, resolve_environment
+
+log = logging.getLogger("infra.local")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+JWT_SECRET_FILE = "jwt-secret"
+LOCAL_VISIBILITY_TIMEOUT = 30  # seconds; long enough for one ingest batch, short enough to see retries
+STREAM_APP = ("functions/stream/app.py", "app", "/api/v1/query")  # file, ASGI attribute, served path
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path = Path(".local")
+    port: int = 8080
+    host: str = "127.0.0.1"
+    root: Path = REPO_ROOT
+    poll_wait_seconds: int = 5
+    # Extra ASGI apps served at exact paths without a proxy event (see Gateway); overrides discovery.
+    asgi_routes: dict[str, Callable[..., Any]] | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> StackConfig:
+        return cls(data_dir=Path(environ.get("DATA_DIR", ".local")), port=int(environ.get("PORT", "8080")))
+
+
+def load_or_create_jwt_secret(data_dir: Path) -> str:
+    """A per-installation signing secret, generated once; 0600 because it mints anyone's tokens."""
+    path = data_dir / JWT_SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text(encoding="ascii").strip()
+        if len(secret.encode()) < 32:
+            raise RuntimeError(
+                f"{path} holds a secret shorter than 32 bytes; delete it to get a new one"
+            ) from None
+        return secret
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+@dataclass
+class LocalStack:
+    config: StackConfig
+    environ: MutableMapping[str, str] = field(default_factory=lambda: os.environ)
+
+    def __post_init__(self) -> None:
+        self.url: str | None = None
+        self.queue_urls: dict[str, str] = {}
+        self.functions: dict[str, LocalFunction] = {}
+        self._database: Any = None
+        self._moto: Any = None
+        self._pollers: list[Any] = []
+        self._gateway: Gateway | None = None
+        self._server: Any = None
+        self._server_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------------------ start
+
+    def start(self) -> str:
+        """Brings everything up; returns the base URL. On failure, stops what it had started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> str:
+        cfg = self.config
+        env = self.environ
+        template = load_template(cfg.root / TEMPLATE_NAME)
+        data_dir = cfg.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for uri in template.layer_uris:  # what Lambda mounts under /opt/python
+            layer = str((cfg.root / uri / "python").resolve())
+            if layer not in sys.path:
+                sys.path.insert(0, layer)
+
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
+        stage = env.get("STAGE", "local")
+        app_role = env.get("DB_APP_ROLE", "rag_app")
+
+        # (a) database: an external one when both URLs are given, else embedded PostgreSQL.
+        if env.get("DATABASE_URL") and env.get("MIGRATION_DATABASE_URL"):
+            app_url, owner_url = env["DATABASE_URL"], env["MIGRATION_DATABASE_URL"]
+            log.info("using the database of DATABASE_URL / MIGRATION_DATABASE_URL")
+        else:
+            from .postgres import start_postgres
+
+            self._database = start_postgres(data_dir, app_role)
+            app_url, owner_url = self._database.app_url, self._database.owner_url
+            log.info("embedded PostgreSQL running, data in %s", data_dir / "pgdata")
+
+        # (b) the JWT secret.
+        jwt_secret = env.get("JWT_SECRET") or load_or_create_jwt_secret(data_dir)
+
+        # (c) SQS: moto in this process, unless AWS_ENDPOINT_URL names LocalStack or AWS.
+        endpoint = env.get("AWS_ENDPOINT_URL") or self._start_moto()
+        import boto3
+
+        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=region)
+        self.queue_urls = _ensure_queues(sqs, template, stage)
+
+        # The functions' environment: the template's, with local values and the user's exports.
+        overrides = {
+            key: env[key] for fn in template.functions.values() for key in fn.environment if key in env
+        }
+        overrides.update(
+            STAGE=stage,
+            DATABASE_URL=app_url,
+            MIGRATION_DATABASE_URL=owner_url,
+            DB_APP_ROLE=app_role,
+            JWT_SECRET=jwt_secret,
+            AWS_ENDPOINT_URL=endpoint,
+        )
+        merged: dict[str, str] = {}
+        for fn in template.functions.values():
+            for key, value in resolve_environment(template, fn, overrides, self.queue_urls).items():
+                if merged.get(key, value) != value:
+                    log.warning(
+                        "%s sets %s differently from another function; one process, first value wins",
+                        fn.name,
+                        key,
+                    )
+                merged.setdefault(key, value)
+        # All functions share this process, so they share one environment.
+        env.update(merged)
+        env["AWS_ENDPOINT_URL_SQS"] = endpoint
+        env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon here
+        _reset_ragcore_settings()
+
+        _apply_migrations(owner_url)
+
+        # (d) functions and the gateway; (e) one poller per SQS event source.
+        self.functions = {
+            name: LocalFunction(spec, cfg.root, region) for name, spec in template.functions.items()
+        }
+        for function in self.functions.values():
+            function.load()  # cold start now, not on the first request; failures become 502s
+
+        from .sqs import SqsPoller
+
+        for name, spec in template.functions.items():
+            for source in spec.sqs_events:
+                poller = SqsPoller(
+                    sqs,
+                    self.queue_urls[source.queue],
+                    self.functions[name],
+                    source,
+                    region=region,
+                    wait_seconds=cfg.poll_wait_seconds,
+                )
+                poller.start()
+                self._pollers.append(poller)
+
+        asgi_routes = cfg.asgi_routes if cfg.asgi_routes is not None else _discover_stream_app(cfg.root)
+        self._gateway = Gateway(
+            RouteTable(template.routes),
+            self.functions,
+            stage=template.stage_name,
+            binary_media_types=template.binary_media_types,
+            asgi_routes=asgi_routes,
+        )
+        self.url = self._serve(self._gateway)
+        return self.url
+
+    def _start_moto(self) -> str:
+        from moto.server import ThreadedMotoServer
+
+        # Dummy credentials: boto3 refuses to sign without some, and moto accepts any.
+        self.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        self.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        log.info("moto SQS endpoint on http://%s:%s", host, port)
+        return f"http://{host}:{port}"
+
+    def _serve(self, app: Gateway) -> str:
+        import uvicorn
+
+        cfg = self.config
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=cfg.host, port=cfg.port, lifespan="off", log_level="info")
+        )
+        # Not the main thread, so uvicorn leaves signal handling to us.
+        self._server_thread = threading.Thread(target=self._server.run, name="gateway", daemon=True)
+        self._server_thread.start()
+        while not self._server.started:
+            if not self._server_thread.is_alive():
+                raise RuntimeError(f"the gateway could not listen on {cfg.host}:{cfg.port}")
+            time.sleep(0.05)
+        return f"http://{cfg.host}:{cfg.port}"
+
+    # ------------------------------------------------------------------------------------------- stop
+
+    def stop(self) -> None:
+        """Stops in reverse order; safe to call twice and after a failed start."""
+        if self._server is not None:
+            self._server.should_exit = True
+            if self._server_thread is not None:
+                self._server_thread.join(10)
+            self._server = None
+        for poller in self._pollers:
+            poller.stop()
+        self._pollers = []
+        if self._gateway is not None:
+            self._gateway.close()
+            self._gateway = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        if self._database is not None:
+            self._database.stop()
+            self._database = None
+
+
+def _ensure_queues(sqs: Any, template: Any, stage: str) -> dict[str, str]:
+    from .sqs import ensure_queues
+
+    return ensure_queues(
+        sqs, template, name_prefix=f"rag-{stage}", visibility_timeout=LOCAL_VISIBILITY_TIMEOUT
+    )
+
+
+def _reset_ragcore_settings() -> None:
+    try:
+        from ragcore.config import reset_settings
+    except ImportError:
+        return
+    reset_settings()
+
+
+def _apply_migrations(owner_url: str) -> None:
+    try:
+        from ragcore.migrations import apply_migrations
+    except ImportError as exc:
+        raise RuntimeError(f"cannot import ragcore.migrations.apply_migrations: {exc}") from exc
+    applied = apply_migrations(owner_url)
+    log.info("migrations: %s", ", ".join(applied) if applied else "up to date")
+
+
+def _discover_stream_app(root: Path) -> dict[str, Callable[..., Any]]:
+    """The streaming ASGI app, when functions/stream/ provides one (it is optional)."""
+    relative, attribute, served_path = STREAM_APP
+    path = root / relative
+    if not path.is_file():
+        return {}
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("_lambda_stream_app", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    log.info("serving the stream app of %s at POST %s", relative, served_path)
+    return {served_path: getattr(module, attribute)}
