@@ -18,6 +18,9 @@ from .stack import LocalStack, StackConfig
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # moto logs every SQS call and pgserver every pg_ctl run: keep the console for what matters.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
