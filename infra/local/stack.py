@@ -212,7 +212,8 @@ class LocalStack:
             if not self._server_thread.is_alive():
                 raise RuntimeError(f"the gateway could not listen on {cfg.host}:{cfg.port}")
             time.sleep(0.05)
-        return f"http://{cfg.host}:{cfg.port}"
+        port = self._server.servers[0].sockets[0].getsockname()[1]  # the real one when PORT=0
+        return f"http://{cfg.host}:{port}"
 
     # ------------------------------------------------------------------------------------------- stop
 
