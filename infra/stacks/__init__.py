@@ -1,0 +1,1 @@
+"""The CDK stack of the platform and its deployment configuration."""

@@ -1,0 +1,354 @@
+"""RagPlatformStack: network, database, ingestion, storage, functions, API, stream, migrations and
+observability, composed from the constructs in infra/constructs."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.constructs.api import ROUTES, RestApi
+from infra.constructs.database import Database
+from infra.constructs.ingestion import Ingestion
+from infra.constructs.migrations import Migrations
+from infra.constructs.network import Network
+from infra.constructs.observability import Observability
+from infra.constructs.service_function import UNZIPPED_LIMIT_BYTES, ServiceFunction
+from infra.constructs.storage import Storage
+from infra.constructs.stream import HANDLER as STREAM_HANDLER
+from infra.constructs.stream import StreamEndpoint, adapter_layer
+from infra.stacks.assets import Assets, LayerAsset, make_layer
+from infra.stacks.config import LWA_ACCOUNT, StageConfig
+from infra.stacks.nag import CROSS_REGION_PREFIXES, apply_suppressions
+
+# Which services embed text (need the model when the provider is local) and which generate answers.
+EMBEDDERS = ("query", "ingest", "stream")
+GENERATORS = ("query", "stream")
+TOKEN_VERIFIERS = ("auth", "documents", "query", "stream")
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+}
+
+
+def retention(days: int) -> logs.RetentionDays:
+    try:
+        return _RETENTION[days]
+    except KeyError:
+        raise ValueError(f"logRetentionDays must be one of {sorted(_RETENTION)}") from None
+
+
+def bedrock_model_arns(stack: Stack, model_id: str) -> list[str]:
+    """Foundation-model ARN, or for a cross-region inference profile (``us.``/``eu.``/... prefix) the
+    profile plus the underlying model in the regions the profile may route to."""
+    if model_id.split(".", 1)[0] in CROSS_REGION_PREFIXES:
+        base = model_id.split(".", 1)[1]
+        return [
+            f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:inference-profile/{model_id}",
+            f"arn:{stack.partition}:bedrock:*::foundation-model/{base}",
+        ]
+    return [f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model_id}"]
+
+
+class RagPlatformStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, assets: Assets, **kwargs
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        cfg = self.config = config
+        self.assets = assets
+        self.bedrock_models: dict[str, list[str]] = {}
+        removal = RemovalPolicy.RETAIN if cfg.production else RemovalPolicy.DESTROY
+        log_retention = retention(cfg.log_retention_days)
+
+        # --- network, database, queue, storage -------------------------------------------------
+        self.network = Network(
+            self,
+            "Network",
+            max_azs=cfg.max_azs,
+            nat_gateways=cfg.nat_gateways,
+            bedrock=cfg.needs_bedrock,
+            log_retention=log_retention,
+            removal_policy=removal,
+        )
+        vpc = self.network.vpc
+        self.database = Database(
+            self,
+            "Database",
+            vpc=vpc,
+            subnets=self.network.data_subnets,
+            secrets_endpoint=self.network.secrets_endpoint,
+            instance_class=cfg.db_instance_class,
+            allocated_storage_gib=cfg.db_allocated_storage_gib,
+            max_allocated_storage_gib=cfg.db_max_allocated_storage_gib,
+            multi_az=cfg.db_multi_az,
+            backup_retention_days=cfg.db_backup_retention_days,
+            performance_insights=cfg.db_performance_insights,
+            production=cfg.production,
+            rotation_days=cfg.secret_rotation_days,
+            log_retention=log_retention,
+        )
+        ingest_timeout = Duration.seconds(cfg.ingest_timeout_seconds)
+        self.ingestion = Ingestion(
+            self, "Ingestion", ingest_timeout=ingest_timeout, max_receive_count=cfg.ingest_max_receive_count
+        )
+        self.storage = Storage(self, "Storage", production=cfg.production, cors_origins=cfg.cors_origins)
+        self.jwt_secret = secretsmanager.Secret(
+            self,
+            "JwtSecret",
+            description="HS256 signing key of the API tokens (64 random characters)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+            removal_policy=removal,
+        )
+        self.openai_secret = (
+            secretsmanager.Secret.from_secret_name_v2(self, "OpenAiApiKey", cfg.openai_secret_name)
+            if cfg.needs_openai
+            else None
+        )
+
+        # --- layers ------------------------------------------------------------------------------
+        core_asset = assets.core()
+        deps_asset = assets.built_layer("deps")
+        layer_assets: dict[str, LayerAsset] = {"core": core_asset, "deps": deps_asset}
+        self.layers: dict[str, lambda_.ILayerVersion] = {
+            "core": make_layer(self, "CoreLayer", core_asset, "ragcore, the platform's shared library"),
+            "deps": make_layer(self, "DepsLayer", deps_asset, "runtime dependencies of ragcore"),
+        }
+        if cfg.embeds_locally:
+            layer_assets["embed"] = assets.built_layer("embed")
+            self.layers["embed"] = make_layer(
+                self, "EmbedLayer", layer_assets["embed"], "onnxruntime and the all-MiniLM-L6-v2 weights"
+            )
+        layer_assets["migrations"] = assets.migrations()
+        self.layers["migrations"] = make_layer(
+            self, "MigrationsLayer", layer_assets["migrations"], "SQL migrations"
+        )
+
+        # --- functions ---------------------------------------------------------------------------
+        services = ["auth", "documents", "query", "ingest", "migrate"]
+        stream_on = cfg.stream_enabled == "on" or (
+            cfg.stream_enabled == "auto" and assets.has_function("stream")
+        )
+        if stream_on:
+            services.append("stream")
+            self.layers["adapter"] = adapter_layer(
+                self, "WebAdapterLayer", LWA_ACCOUNT, cfg.lwa_layer_version
+            )
+
+        common_env = {
+            "STAGE": cfg.stage,
+            **self.database.app_environment(),
+            "JWT_SECRET_ARN": self.jwt_secret.secret_arn,
+            "QUEUE_URL": self.ingestion.queue.queue_url,
+            "EMBEDDING_PROVIDER": cfg.embedding_provider,
+            "GENERATION_PROVIDER": cfg.generation_provider,
+            "POWERTOOLS_METRICS_NAMESPACE": "RagPlatform",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        sizes = {
+            "memory": {
+                "auth": 1024,
+                "documents": 1024,
+                "query": cfg.query_memory_mb,
+                "ingest": cfg.ingest_memory_mb,
+                "migrate": 512,
+                "stream": cfg.query_memory_mb,
+            },
+            "timeout": {
+                "ingest": ingest_timeout,
+                "migrate": Duration.minutes(5),
+                "stream": Duration.minutes(2),
+            },
+        }
+        descriptions = {
+            "auth": "register, login, users",
+            "documents": "document CRUD; queues ingestion",
+            "query": "synchronous answers, health",
+            "ingest": "SQS batches: extract, chunk, embed, store",
+            "migrate": "applies SQL migrations (CDK Trigger)",
+            "stream": "SSE answers (Lambda Web Adapter)",
+        }
+        self.functions: dict[str, ServiceFunction] = {}
+        for service in services:
+            layer_names = ["core", "deps"]
+            if service in EMBEDDERS and cfg.embeds_locally:
+                layer_names.append("embed")
+            if service == "migrate":
+                layer_names.append("migrations")
+            if service == "stream":
+                layer_names.append("adapter")
+            env = dict(common_env, POWERTOOLS_SERVICE_NAME=service)
+            env.update(self._provider_environment(service))
+            if service == "migrate":
+                env["MIGRATION_DB_SECRET_ARN"] = self.database.master_secret.secret_arn
+            fn = ServiceFunction(
+                self,
+                f"{service.capitalize()}Function",
+                service=service,
+                code_dir=assets.function_dir(service),
+                description=f"RAG platform ({cfg.stage}): {descriptions[service]}",
+                handler=STREAM_HANDLER if service == "stream" else "handler.lambda_handler",
+                layers=[self.layers[n] for n in layer_names],
+                environment=env,
+                log_retention=log_retention,
+                removal_policy=removal,
+                memory_size=sizes["memory"][service],
+                timeout=sizes["timeout"].get(service),
+                vpc=vpc,
+                vpc_subnets=self.network.app_subnets,
+            )
+            fn.layer_names = layer_names
+            self.functions[service] = fn
+            if assets.mode == "built":
+                self._check_unzipped_size(fn, [layer_assets[n] for n in layer_names if n in layer_assets])
+
+        # --- permissions (grant_* only) ----------------------------------------------------------
+        for service, fn in self.functions.items():
+            self.database.app_secret.grant_read(fn.function)
+            if service == "migrate":
+                self.database.master_secret.grant_read(fn.function)
+                self.database.allow_owner(fn.function)
+            else:
+                self.database.allow_app(fn.function)
+            if service in TOKEN_VERIFIERS:
+                self.jwt_secret.grant_read(fn.function)
+            uses_openai = (service in EMBEDDERS and cfg.embedding_provider == "openai") or (
+                service in GENERATORS and cfg.generation_provider == "openai"
+            )
+            if uses_openai and self.openai_secret is not None:
+                self.openai_secret.grant_read(fn.function)
+            self._grant_bedrock(service, fn)
+        self.ingestion.queue.grant_send_messages(self.functions["documents"].function)
+        self.ingestion.connect(
+            self.functions["ingest"],
+            batch_size=cfg.ingest_batch_size,
+            max_concurrency=cfg.ingest_max_concurrency,
+        )
+
+        # --- API, stream, migrations, observability ----------------------------------------------
+        self.api = RestApi(
+            self,
+            "Api",
+            name=f"rag-platform-{cfg.stage}",
+            throttle_rate=cfg.api_throttle_rate,
+            throttle_burst=cfg.api_throttle_burst,
+            cors_origins=cfg.cors_origins,
+            log_retention=log_retention,
+            removal_policy=removal,
+        )
+        for service, routes in ROUTES.items():
+            self.api.route(self.functions[service], routes)
+        self.stream = (
+            StreamEndpoint(self, "Stream", function=self.functions["stream"], cors_origins=cfg.cors_origins)
+            if stream_on
+            else None
+        )
+        self.migrations = Migrations(
+            self,
+            "Migrations",
+            function=self.functions["migrate"],
+            execute_after=[self.network, self.database],
+            timeout=Duration.minutes(5),
+        )
+        self.observability = Observability(
+            self,
+            "Observability",
+            dashboard_name=f"rag-platform-{cfg.stage}",
+            api=self.api.api,
+            functions={k: v for k, v in self.functions.items() if k != "migrate"},
+            queue=self.ingestion.queue,
+            dead_letter_queue=self.ingestion.dead_letter_queue,
+            instance=self.database.instance,
+            proxy=self.database.proxy,
+            db_connections_threshold=cfg.db_connections_alarm_threshold,
+            alarm_email=cfg.alarm_email,
+        )
+
+        # --- outputs -----------------------------------------------------------------------------
+        CfnOutput(self, "ApiUrl", value=self.api.base_url, description="REST API base URL (…/api/v1)")
+        if self.stream is not None:
+            CfnOutput(
+                self,
+                "StreamUrl",
+                value=self.stream.url.url,
+                description="Function URL of the SSE endpoint: POST {StreamUrl}api/v1/query",
+            )
+        CfnOutput(self, "IngestQueueUrl", value=self.ingestion.queue.queue_url)
+        CfnOutput(self, "IngestDeadLetterQueueUrl", value=self.ingestion.dead_letter_queue.queue_url)
+        CfnOutput(self, "UploadBucketName", value=self.storage.bucket.bucket_name)
+        CfnOutput(self, "DatabaseProxyEndpoint", value=self.database.proxy.endpoint)
+        CfnOutput(self, "DatabaseAppSecretArn", value=self.database.app_secret.secret_arn)
+        CfnOutput(self, "JwtSecretArn", value=self.jwt_secret.secret_arn)
+        CfnOutput(self, "AlarmTopicArn", value=self.observability.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=f"rag-platform-{cfg.stage}")
+
+        apply_suppressions(self)
+
+    # ---------------------------------------------------------------------------------------------
+    def _provider_environment(self, service: str) -> dict[str, str]:
+        cfg = self.config
+        env: dict[str, str] = {}
+        if service in EMBEDDERS:
+            if cfg.embedding_model:
+                env["EMBEDDING_MODEL"] = cfg.embedding_model
+            if cfg.embedding_dimensions:
+                env["EMBEDDING_DIMENSIONS"] = str(cfg.embedding_dimensions)
+        if service in GENERATORS and cfg.generation_model:
+            env["GENERATION_MODEL"] = cfg.generation_model
+        uses_openai = (service in EMBEDDERS and cfg.embedding_provider == "openai") or (
+            service in GENERATORS and cfg.generation_provider == "openai"
+        )
+        if uses_openai:
+            if cfg.openai_base_url:
+                env["OPENAI_BASE_URL"] = cfg.openai_base_url
+            env["OPENAI_API_KEY_SECRET_ARN"] = self.openai_secret.secret_arn
+        return env
+
+    def _grant_bedrock(self, service: str, fn: ServiceFunction) -> None:
+        cfg = self.config
+        arns: list[str] = []
+        actions: set[str] = set()
+        if service in EMBEDDERS and cfg.embedding_provider == "bedrock":
+            arns += bedrock_model_arns(self, cfg.embedding_model)
+            actions.add("bedrock:InvokeModel")
+        if service in GENERATORS and cfg.generation_provider == "bedrock":
+            arns += bedrock_model_arns(self, cfg.generation_model)
+            actions |= {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"}
+        self.bedrock_models[service] = [
+            m
+            for m, used in (
+                (cfg.embedding_model, service in EMBEDDERS and cfg.embedding_provider == "bedrock"),
+                (cfg.generation_model, service in GENERATORS and cfg.generation_provider == "bedrock"),
+            )
+            if used
+        ]
+        if arns:
+            iam.Grant.add_to_principal(
+                grantee=fn.function, actions=sorted(actions), resource_arns=sorted(set(arns))
+            )
+
+    def _check_unzipped_size(self, fn: ServiceFunction, layers: list[LayerAsset]) -> None:
+        from infra.build_assets import dir_size
+
+        total = dir_size(fn.code_dir) + sum(layer.size for layer in layers)
+        fn.unzipped_bytes = total
+        if total > UNZIPPED_LIMIT_BYTES:
+            raise ValueError(
+                f"{fn.service}: code + layers unzipped = {total / 1e6:.1f} MB, over Lambda's "
+                f"{UNZIPPED_LIMIT_BYTES / 1e6:.1f} MB limit"
+            )
