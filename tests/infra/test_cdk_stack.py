@@ -1,0 +1,471 @@
+"""Properties of the synthesized CloudFormation template (not only resource counts)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.constructs.api import ROUTES
+from infra.constructs.ingestion import VISIBILITY_FACTOR
+
+SERVICES = ("auth", "documents", "query", "ingest", "migrate")
+# Environment keys that configure the Lambda tooling, not ragcore.config.Settings.
+TOOLING_PREFIXES = ("POWERTOOLS_", "AWS_LWA_")
+TOOLING_KEYS = {"AWS_LAMBDA_EXEC_WRAPPER"}
+COMMON_KEYS = {
+    "STAGE",
+    "DB_SECRET_ARN",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_APP_ROLE",
+    "JWT_SECRET_ARN",
+    "QUEUE_URL",
+    "EMBEDDING_PROVIDER",
+    "GENERATION_PROVIDER",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
+
+
+def env_of(synth, service) -> dict:
+    return synth.function(service)[1]["Properties"]["Environment"]["Variables"]
+
+
+def ref_of(synth, construct) -> str:
+    return synth.stack.get_logical_id(construct.node.default_child)
+
+
+def statements_of(synth, service) -> list[dict]:
+    """All IAM statements attached to a function's role."""
+    role_ref = synth.function(service)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
+    out = []
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_ref} in policy["Properties"]["Roles"]:
+            out += policy["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def mentions(value, logical_id: str) -> bool:
+    return logical_id in json.dumps(value)
+
+
+# --- checks ----------------------------------------------------------------------------------------
+
+
+def test_cdk_nag_has_no_unsuppressed_errors(dev, full):
+    assert dev.errors == []
+    assert full.errors == []
+
+
+def test_every_nag_suppression_has_a_written_reason(dev, full):
+    count = 0
+    for synth in (dev, full):
+        for resource in synth.template["Resources"].values():
+            for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []):
+                count += 1
+                assert rule["id"].startswith("AwsSolutions-")
+                assert len(rule.get("reason", "").split()) >= 8, rule
+    assert count > 0
+
+
+# --- database ---------------------------------------------------------------------------------------
+
+
+def test_database_is_postgres_17_encrypted_private_and_backed_up(dev):
+    (instance,) = dev.resources("AWS::RDS::DBInstance").values()
+    props = instance["Properties"]
+    assert props["Engine"] == "postgres"
+    assert str(props["EngineVersion"]).split(".")[0] == "17"
+    assert props["StorageEncrypted"] is True
+    assert props["PubliclyAccessible"] is False
+    assert props["BackupRetentionPeriod"] >= 7
+    assert props["DeletionProtection"] is False  # dev is disposable
+    assert instance["DeletionPolicy"] == "Delete"
+
+
+def test_production_database_is_protected(full):
+    (instance,) = full.resources("AWS::RDS::DBInstance").values()
+    assert instance["Properties"]["DeletionProtection"] is True
+    assert instance["Properties"]["MultiAZ"] is True
+    assert instance["DeletionPolicy"] == "Snapshot"
+
+
+def test_parameter_group_is_rls_ready(dev):
+    (group,) = dev.resources("AWS::RDS::DBParameterGroup").values()
+    params = group["Properties"]["Parameters"]
+    assert params["row_security"] == "1"  # policies are never silently skipped
+    assert params["rds.force_ssl"] == "1"
+    assert params["password_encryption"] == "scram-sha-256"
+
+
+def test_proxy_requires_tls_and_admits_only_the_app_role(dev):
+    (proxy,) = dev.resources("AWS::RDS::DBProxy").values()
+    props = proxy["Properties"]
+    assert props["EngineFamily"] == "POSTGRESQL"
+    assert props["RequireTLS"] is True
+    (auth,) = props["Auth"]
+    assert auth["IAMAuth"] == "DISABLED"
+    assert auth["ClientPasswordAuthType"] == "POSTGRES_SCRAM_SHA_256"
+    app_secret = ref_of(dev, dev.stack.database.app_secret)
+    master_secret = ref_of(dev, dev.stack.database.master_secret)
+    assert mentions(auth["SecretArn"], app_secret)
+    assert not mentions(auth["SecretArn"], master_secret)
+    (target,) = dev.resources("AWS::RDS::DBProxyTargetGroup").values()
+    assert target["Properties"]["ConnectionPoolConfigurationInfo"]["MaxConnectionsPercent"] <= 90
+
+
+def test_app_role_secret_is_rag_app_and_secrets_rotate(dev):
+    from ragcore.config import Settings
+
+    app_secret = dev.template["Resources"][ref_of(dev, dev.stack.database.app_secret_resource)]
+    template = json.loads(app_secret["Properties"]["GenerateSecretString"]["SecretStringTemplate"])
+    assert template["username"] == Settings().db_app_role == env_of(dev, "auth")["DB_APP_ROLE"]
+    schedules = dev.resources("AWS::SecretsManager::RotationSchedule")
+    assert len(schedules) == 2  # master + app
+    for schedule in schedules.values():
+        assert schedule["Properties"]["RotateImmediatelyOnUpdate"] is False
+
+
+def test_migrations_run_by_a_trigger_after_the_database(dev):
+    (trigger,) = [r for r in dev.template["Resources"].values() if r["Type"] == "Custom::Trigger"]
+    # bound to the function's current version: re-runs whenever the code, layers or settings change
+    assert trigger["Properties"]["HandlerArn"]["Ref"].startswith("MigrateFunctionCurrentVersion")
+    assert trigger["Properties"]["ExecuteOnHandlerChange"] is True
+    assert trigger["Properties"]["InvocationType"] == "RequestResponse"
+    instance_logical = next(iter(dev.resources("AWS::RDS::DBInstance")))
+    assert instance_logical in trigger.get("DependsOn", [])
+    # The SQL ships in a layer that lands in /opt/migrations, where ragcore looks for it.
+    layers = json.dumps(dev.function("migrate")[1]["Properties"]["Layers"])
+    assert ref_of(dev, dev.stack.layers["migrations"]) in layers
+
+
+# --- ingestion --------------------------------------------------------------------------------------
+
+
+def test_queue_dlq_and_redrive_numbers(dev):
+    queue = dev.template["Resources"][ref_of(dev, dev.stack.ingestion.queue)]["Properties"]
+    dlq = dev.template["Resources"][ref_of(dev, dev.stack.ingestion.dead_letter_queue)]["Properties"]
+    ingest_timeout = dev.function("ingest")[1]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= VISIBILITY_FACTOR * ingest_timeout
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert mentions(
+        queue["RedrivePolicy"]["deadLetterTargetArn"], ref_of(dev, dev.stack.ingestion.dead_letter_queue)
+    )
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+
+
+def test_ingest_gives_up_before_the_queue_does():
+    from ragcore.config import Settings
+
+    attempts = getattr(Settings(), "ingest_max_attempts", None)
+    if attempts is None:
+        pytest.skip("ragcore.config.Settings has no ingest_max_attempts")
+    assert attempts < 5, "the document must be marked failed before SQS moves the message to the DLQ"
+
+
+def test_event_source_mapping_reports_partial_failures_and_caps_concurrency(dev):
+    (mapping,) = dev.resources("AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 1 <= props["BatchSize"] <= 10
+    assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 10
+    assert mentions(props["FunctionName"], dev.function("ingest")[0])
+    assert mentions(props["EventSourceArn"], ref_of(dev, dev.stack.ingestion.queue))
+
+
+def test_dlq_depth_alarm(dev):
+    dlq = ref_of(dev, dev.stack.ingestion.dead_letter_queue)
+    alarms = [
+        a["Properties"]
+        for a in dev.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and mentions(a["Properties"].get("Dimensions"), dlq)
+    ]
+    assert len(alarms) == 1
+    assert alarms[0]["Threshold"] == 1
+    assert alarms[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarms[0]["AlarmActions"]
+
+
+def test_alarms_cover_5xx_ingest_errors_and_db_connections(dev):
+    alarms = [a["Properties"] for a in dev.resources("AWS::CloudWatch::Alarm").values()]
+    names = {a.get("MetricName") for a in alarms}
+    assert {"Errors", "DatabaseConnections", "ApproximateAgeOfOldestMessage"} <= names
+    assert any("Metrics" in a and "5XXError" in json.dumps(a["Metrics"]) for a in alarms)
+    assert len(dev.resources("AWS::CloudWatch::Dashboard")) == 1
+
+
+# --- functions --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_functions_are_python312_arm64_traced_json_logged(dev, service):
+    props = dev.function(service)[1]["Properties"]
+    assert props["Runtime"] == "python3.12"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Handler"] == "handler.lambda_handler"
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
+    assert "LogGroup" in props["LoggingConfig"]
+    assert props["VpcConfig"]["SubnetIds"]
+    layers = json.dumps(props["Layers"])
+    assert ref_of(dev, dev.stack.layers["core"]) in layers
+    assert ref_of(dev, dev.stack.layers["deps"]) in layers
+    # the model layer only where text is embedded (and only with the local provider)
+    assert (ref_of(dev, dev.stack.layers["embed"]) in layers) == (service in ("query", "ingest"))
+
+
+def test_log_groups_have_retention(dev):
+    for group in dev.resources("AWS::Logs::LogGroup").values():
+        assert group["Properties"]["RetentionInDays"] > 0
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_environment_keys_each_function_needs(dev, service):
+    keys = set(env_of(dev, service))
+    expected = COMMON_KEYS | ({"MIGRATION_DB_SECRET_ARN"} if service == "migrate" else set())
+    assert keys == expected
+    env = env_of(dev, service)
+    assert env["DB_PORT"] == "5432" and env["DB_NAME"] == "rag"
+    assert mentions(env["DB_HOST"], ref_of(dev, dev.stack.database.proxy))  # through the proxy
+    # secrets travel as ARNs only, never as values
+    assert not {"DATABASE_URL", "JWT_SECRET", "OPENAI_API_KEY", "MIGRATION_DATABASE_URL"} & keys
+
+
+def test_provider_environment_when_providers_change(full):
+    query, ingest, auth = env_of(full, "query"), env_of(full, "ingest"), env_of(full, "auth")
+    assert query["EMBEDDING_PROVIDER"] == "openai" and query["GENERATION_PROVIDER"] == "bedrock"
+    assert {"OPENAI_API_KEY_SECRET_ARN", "OPENAI_BASE_URL", "EMBEDDING_MODEL", "GENERATION_MODEL"} <= set(
+        query
+    )
+    assert {"OPENAI_API_KEY_SECRET_ARN", "EMBEDDING_MODEL", "EMBEDDING_DIMENSIONS"} <= set(ingest)
+    assert "GENERATION_MODEL" not in ingest
+    assert "OPENAI_API_KEY_SECRET_ARN" not in auth
+
+
+def test_every_environment_key_is_a_settings_field(dev, full):
+    from ragcore.config import Settings
+
+    fields = set(Settings.model_fields)
+    unknown = set()
+    for synth in (dev, full):
+        for service in synth.stack.functions:
+            for key in env_of(synth, service):
+                if key.startswith(TOOLING_PREFIXES) or key in TOOLING_KEYS:
+                    continue
+                if key.lower() not in fields:
+                    unknown.add(key)
+    assert not unknown, f"environment keys ragcore.config.Settings does not read: {sorted(unknown)}"
+
+
+def test_stage_config_reaches_the_functions(full):
+    assert env_of(full, "auth")["STAGE"] == "prod"
+
+
+# --- IAM: least privilege -------------------------------------------------------------------------
+
+
+def _actions(statement) -> set[str]:
+    return set(as_list(statement["Action"]))
+
+
+def _grants(synth, service, action_prefix: str) -> list[dict]:
+    return [s for s in statements_of(synth, service) if any(a.startswith(action_prefix) for a in _actions(s))]
+
+
+@pytest.mark.parametrize("synth_name", ["dev", "full"])
+def test_wildcard_resources_only_for_xray(request, synth_name):
+    synth = request.getfixturevalue(synth_name)
+    for service in synth.stack.functions:
+        for statement in statements_of(synth, service):
+            if "*" in as_list(statement["Resource"]):
+                assert all(a.startswith("xray:") for a in _actions(statement)), (service, statement)
+            assert "*" not in _actions(statement)
+
+
+def test_only_documents_sends_to_the_queue(dev):
+    queue = ref_of(dev, dev.stack.ingestion.queue)
+    for service in SERVICES:
+        sends = [s for s in _grants(dev, service, "sqs:SendMessage")]
+        if service == "documents":
+            assert sends and all(mentions(s["Resource"], queue) for s in sends)
+        else:
+            assert not sends, service
+
+
+def test_only_ingest_consumes_the_queue(dev):
+    for service in SERVICES:
+        receives = _grants(dev, service, "sqs:ReceiveMessage")
+        assert bool(receives) == (service == "ingest"), service
+
+
+def test_secret_access(dev):
+    master = ref_of(dev, dev.stack.database.master_secret)
+    app = ref_of(dev, dev.stack.database.app_secret)
+    jwt = ref_of(dev, dev.stack.jwt_secret)
+    for service in SERVICES:
+        reads = _grants(dev, service, "secretsmanager:GetSecretValue")
+        text = json.dumps([s["Resource"] for s in reads])
+        assert (master in text) == (service == "migrate"), service
+        assert app in text, service
+        assert (jwt in text) == (service in ("auth", "documents", "query")), service
+        for statement in reads:
+            assert "*" not in as_list(statement["Resource"])
+
+
+def test_bedrock_and_openai_grants_are_scoped(full):
+    for service in full.stack.functions:
+        bedrock = _grants(full, service, "bedrock:")
+        if service in ("query", "stream"):
+            (statement,) = bedrock
+            assert _actions(statement) == {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"}
+            text = json.dumps(statement["Resource"])
+            assert "anthropic.claude-sonnet-4-20250514-v1:0" in text
+            assert "inference-profile/us.anthropic" in text
+        else:
+            assert not bedrock, service
+        openai_reads = [
+            s
+            for s in _grants(full, service, "secretsmanager:GetSecretValue")
+            if "openai-api-key" in json.dumps(s)
+        ]
+        assert bool(openai_reads) == (service in ("query", "ingest", "stream")), service
+
+
+# --- network ---------------------------------------------------------------------------------------
+
+
+def _endpoint_services(synth) -> list[str]:
+    return [
+        json.dumps(e["Properties"]["ServiceName"]) for e in synth.resources("AWS::EC2::VPCEndpoint").values()
+    ]
+
+
+def test_vpc_endpoints_without_nat(dev):
+    assert not dev.resources("AWS::EC2::NatGateway")
+    services = " ".join(_endpoint_services(dev))
+    for name in ("secretsmanager", "sqs", "s3"):
+        assert name in services
+    assert "bedrock" not in services
+    assert dev.resources("AWS::EC2::FlowLog")
+
+
+def test_nat_and_bedrock_endpoint_when_configured(full):
+    assert full.resources("AWS::EC2::NatGateway")
+    assert "bedrock-runtime" in " ".join(_endpoint_services(full))
+
+
+def test_database_accepts_only_proxy_and_migrations(dev):
+    db_sg = ref_of(dev, dev.stack.database.security_group)
+    sources = set()
+    for rule in dev.resources("AWS::EC2::SecurityGroupIngress").values():
+        if mentions(rule["Properties"]["GroupId"], db_sg):
+            sources.add(rule["Properties"]["SourceSecurityGroupId"]["Fn::GetAtt"][0])
+    migrate_sg = ref_of(dev, dev.stack.functions["migrate"].security_group)
+    proxy_sg = ref_of(dev, dev.stack.database.proxy_security_group)
+    assert proxy_sg in sources and migrate_sg in sources
+    api_sgs = {
+        ref_of(dev, dev.stack.functions[s].security_group) for s in ("auth", "documents", "query", "ingest")
+    }
+    assert not api_sgs & sources
+
+
+# --- API, stream, storage --------------------------------------------------------------------------
+
+
+def test_api_stage_throttles_logs_and_traces(dev):
+    (stage,) = dev.resources("AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["TracingEnabled"] is True
+    assert props["AccessLogSetting"]["DestinationArn"]
+    (method_settings,) = props["MethodSettings"]
+    assert method_settings["ThrottlingRateLimit"] == 50
+    assert method_settings["ThrottlingBurstLimit"] == 100
+    assert method_settings["DataTraceEnabled"] is False
+
+
+def test_api_routes_use_lambda_proxy_integrations(dev):
+    methods = dev.resources("AWS::ApiGateway::Method")
+    non_options = [m for m in methods.values() if m["Properties"]["HttpMethod"] != "OPTIONS"]
+    assert len(non_options) == sum(len(r) for r in ROUTES.values())
+    for method in non_options:
+        assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+    assert set(dev.stack.api.routes.values()) == {"auth", "documents", "query"}
+
+
+def test_cors_is_configurable(dev, full):
+    dev_methods = [m["Properties"]["HttpMethod"] for m in dev.resources("AWS::ApiGateway::Method").values()]
+    assert "OPTIONS" not in dev_methods  # no origins configured
+    full_methods = [
+        m
+        for m in full.resources("AWS::ApiGateway::Method").values()
+        if m["Properties"]["HttpMethod"] == "OPTIONS"
+    ]
+    assert full_methods and "https://app.example.com" in json.dumps(full_methods)
+
+
+def test_no_stream_function_until_functions_stream_exists(dev):
+    from infra.stacks.assets import ROOT
+
+    has_stream = (ROOT / "functions" / "stream").is_dir()
+    assert ("stream" in dev.stack.functions) == has_stream
+    assert bool(dev.resources("AWS::Lambda::Url")) == has_stream
+
+
+def test_stream_function_url_streams_through_the_web_adapter(full):
+    (url,) = full.resources("AWS::Lambda::Url").values()
+    assert url["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
+    assert url["Properties"]["AuthType"] == "NONE"
+    assert mentions(url["Properties"]["TargetFunctionArn"], full.function("stream")[0])
+    props = full.function("stream")[1]["Properties"]
+    env = props["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert props["Handler"] == "run.sh"
+    assert props["Architectures"] == ["arm64"]
+    assert "LambdaAdapterLayerArm64" in json.dumps(props["Layers"])
+    assert "753240598075" in json.dumps(props["Layers"])
+    assert "StreamUrl" in full.template["Outputs"]
+
+
+def test_upload_bucket_is_private_encrypted_and_expires_junk(dev):
+    bucket = dev.template["Resources"][ref_of(dev, dev.stack.storage.bucket)]["Properties"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    rules = bucket["LifecycleConfiguration"]["Rules"]
+    assert any(r.get("AbortIncompleteMultipartUpload") for r in rules)
+    policies = [
+        p
+        for p in dev.resources("AWS::S3::BucketPolicy").values()
+        if mentions(p["Properties"]["Bucket"], ref_of(dev, dev.stack.storage.bucket))
+    ]
+    assert "aws:SecureTransport" in json.dumps(policies)
+
+
+def test_outputs(dev):
+    assert {"ApiUrl", "IngestQueueUrl", "UploadBucketName", "DashboardName"} <= set(dev.template["Outputs"])
+    assert "/api/v1" in json.dumps(dev.template["Outputs"]["ApiUrl"])
+
+
+def test_no_secret_values_in_the_template(dev, full):
+    for synth in (dev, full):
+        for secret in synth.resources("AWS::SecretsManager::Secret").values():
+            assert "SecretString" not in secret["Properties"]  # generated by Secrets Manager, never inline
+            assert "GenerateSecretString" in secret["Properties"]
+        for service in synth.stack.functions:
+            for key, value in env_of(synth, service).items():
+                if key.endswith("_SECRET_ARN"):
+                    assert isinstance(value, dict), (service, key)  # a reference to a secret, not a value

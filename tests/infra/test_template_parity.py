@@ -1,0 +1,124 @@
+"""template-local.yaml (SAM, local runs) and the CDK stack (AWS) describe the same functions.
+
+Same set of functions, and for each: handler, runtime family, architecture, environment keys, API
+routes and SQS event flags. Environment keys are compared after one documented translation: in AWS a
+secret arrives as the ARN of a Secrets Manager secret (and the database URL as secret + proxy
+host/port/name), locally as the value itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.constructs.api import ROUTES
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template-local.yaml"
+
+# CDK key -> the local key carrying the same setting.
+AWS_TO_LOCAL = {
+    "DB_SECRET_ARN": "DATABASE_URL",
+    "DB_HOST": "DATABASE_URL",
+    "DB_PORT": "DATABASE_URL",
+    "DB_NAME": "DATABASE_URL",
+    "MIGRATION_DB_SECRET_ARN": "MIGRATION_DATABASE_URL",
+    "JWT_SECRET_ARN": "JWT_SECRET",
+    "OPENAI_API_KEY_SECRET_ARN": "OPENAI_API_KEY",
+}
+LOCAL_ONLY = {"AWS_ENDPOINT_URL"}  # moto/LocalStack endpoint override; AWS uses the real endpoints
+ADAPTER_ONLY_PREFIXES = ("AWS_LWA_",)  # Lambda Web Adapter plumbing of the stream function in AWS
+ADAPTER_ONLY = {"AWS_LAMBDA_EXEC_WRAPPER"}
+
+
+@pytest.fixture(scope="module")
+def local():
+    if not TEMPLATE.exists():
+        pytest.skip("template-local.yaml does not exist yet")
+    from cfnlint.decode import decode
+
+    template, matches = decode(str(TEMPLATE))
+    assert template is not None, matches
+    globals_fn = template.get("Globals", {}).get("Function", {})
+    functions = {}
+    for logical, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        service = Path(str(props["CodeUri"]).rstrip("/")).name
+        env = dict(globals_fn.get("Environment", {}).get("Variables", {}))
+        env.update(props.get("Environment", {}).get("Variables", {}))
+        events = props.get("Events", {})
+        functions[service] = {
+            "logical": logical,
+            "handler": props.get("Handler", globals_fn.get("Handler")),
+            "runtime": props.get("Runtime", globals_fn.get("Runtime")),
+            "architectures": props.get("Architectures", globals_fn.get("Architectures", ["x86_64"])),
+            "env": set(env),
+            "routes": {
+                (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+                for e in events.values()
+                if e["Type"] == "Api"
+            },
+            "sqs": [e["Properties"] for e in events.values() if e["Type"] == "SQS"],
+        }
+    return functions
+
+
+def normalise_aws(keys: set[str]) -> set[str]:
+    return {
+        AWS_TO_LOCAL.get(k, k)
+        for k in keys
+        if k not in ADAPTER_ONLY and not k.startswith(ADAPTER_ONLY_PREFIXES)
+    }
+
+
+def normalise_local(keys: set[str]) -> set[str]:
+    return keys - LOCAL_ONLY
+
+
+def runtime_family(runtime: str) -> str:
+    return "".join(ch for ch in runtime if ch.isalpha())
+
+
+def test_same_functions(local, dev):
+    assert set(local) == set(dev.stack.functions)
+
+
+def test_same_handler_runtime_architecture(local, dev):
+    for service, spec in local.items():
+        props = dev.function(service)[1]["Properties"]
+        assert spec["handler"] == props["Handler"], service
+        assert runtime_family(spec["runtime"]) == runtime_family(props["Runtime"]), service
+        assert spec["runtime"] == props["Runtime"], f"{service}: layers are built for {props['Runtime']}"
+        assert list(spec["architectures"]) == props["Architectures"], service
+
+
+def test_same_environment_keys(local, dev):
+    differences = {}
+    for service, spec in local.items():
+        aws = normalise_aws(set(dev.function(service)[1]["Properties"]["Environment"]["Variables"]))
+        loc = normalise_local(spec["env"])
+        if aws != loc:
+            differences[service] = {
+                "only in CDK": sorted(aws - loc),
+                "only in template-local": sorted(loc - aws),
+            }
+    assert not differences, json.dumps(differences, indent=1)
+
+
+def test_same_api_routes(local, dev):
+    cdk_routes = {(m, p): s for s, routes in ROUTES.items() for m, p in routes}
+    assert cdk_routes == dev.stack.api.routes
+    local_routes = {route: service for service, spec in local.items() for route in spec["routes"]}
+    assert local_routes == cdk_routes
+
+
+def test_same_sqs_event_source(local, dev):
+    (mapping,) = dev.resources("AWS::Lambda::EventSourceMapping").values()
+    consumers = {service for service, spec in local.items() if spec["sqs"]}
+    assert consumers == {"ingest"}
+    (event,) = local["ingest"]["sqs"]
+    assert event.get("FunctionResponseTypes") == mapping["Properties"]["FunctionResponseTypes"]
