@@ -75,6 +75,14 @@ class LocalStack:
         self._gateway: Gateway | None = None
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
+        self._env_before: dict[str, str | None] = {}
+
+    def _setenv(self, **values: str) -> None:
+        """Sets variables and remembers what they were, so stop() leaves the environment as it found it
+        (a second stack in the same process must not mistake the first one's URLs for user settings)."""
+        for key, value in values.items():
+            self._env_before.setdefault(key, self.environ.get(key))
+            self.environ[key] = value
 
     # ------------------------------------------------------------------------------------------ start
 
@@ -98,7 +106,7 @@ class LocalStack:
                 sys.path.insert(0, layer)
 
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
-        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
+        self._setenv(AWS_REGION=region, AWS_DEFAULT_REGION=region)
         stage = env.get("STAGE", "local")
         app_role = env.get("DB_APP_ROLE", "rag_app")
 
@@ -146,9 +154,9 @@ class LocalStack:
                     )
                 merged.setdefault(key, value)
         # All functions share this process, so they share one environment.
-        env.update(merged)
-        env["AWS_ENDPOINT_URL_SQS"] = endpoint
-        env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon here
+        self._setenv(**{**merged, "AWS_ENDPOINT_URL_SQS": endpoint})
+        if "POWERTOOLS_TRACE_DISABLED" not in env:
+            self._setenv(POWERTOOLS_TRACE_DISABLED="true")  # no X-Ray daemon here
         _reset_ragcore_settings()
 
         _apply_migrations(owner_url)
@@ -190,8 +198,8 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         # Dummy credentials: boto3 refuses to sign without some, and moto accepts any.
-        self.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        self.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        if not self.environ.get("AWS_ACCESS_KEY_ID"):
+            self._setenv(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -236,6 +244,13 @@ class LocalStack:
         if self._database is not None:
             self._database.stop()
             self._database = None
+        for key, value in self._env_before.items():
+            if value is None:
+                self.environ.pop(key, None)
+            else:
+                self.environ[key] = value
+        self._env_before = {}
+        _reset_ragcore_settings()
 
 
 def _ensure_queues(sqs: Any, template: Any, stage: str) -> dict[str, str]:
