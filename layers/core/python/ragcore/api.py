@@ -143,6 +143,10 @@ def create_resolver() -> APIGatewayRestResolver:
             return error_response(400, "bad_request", "request body is not valid JSON")
         return error_response(422, "validation_error", _describe_validation_errors(errors))
 
+    @app.exception_handler(UnicodeDecodeError)
+    def _undecodable_body(_exc: UnicodeDecodeError) -> Response:
+        return error_response(400, "bad_request", "request body is not UTF-8 encoded JSON")
+
     @app.not_found
     def _no_route(_exc: Exception) -> Response:
         return error_response(404, "not_found", "no such route")
@@ -157,7 +161,7 @@ def create_resolver() -> APIGatewayRestResolver:
 
 def authenticate(app: APIGatewayRestResolver) -> Principal:
     """The verified caller of the current request; its org id is added to every log line."""
-    principal = principal_from_authorization(app.current_event.get_header_value("Authorization"))
+    principal = principal_from_authorization(app.current_event.headers.get("Authorization"))
     logger.append_keys(org_id=str(principal.org_id), user_id=str(principal.user_id))
     return principal
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
 
+from psycopg.conninfo import make_conninfo
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,11 +24,23 @@ class Settings(BaseSettings):
     # Migrations connect as the owner of the schema (in AWS: the RDS master secret).
     migration_database_url: str = ""
     db_app_role: str = "rag_app"
+    # In AWS the connection strings are built from Secrets Manager (see resolve_secrets): the app role's
+    # secret plus the RDS Proxy endpoint, and the master secret for migrations.
+    db_secret_arn: str = ""
+    db_host: str = ""
+    db_port: int = 5432
+    db_name: str = "rag"
+    migration_db_secret_arn: str = ""
+    app_role_password: SecretStr = SecretStr("")
+    # Where the numbered SQL files are; by default the repository's migrations/ (or one shipped beside
+    # the migrate function).
+    migrations_dir: str | None = None
     db_pool_min_size: int = 1
     db_pool_max_size: int = 4
 
     # Tokens.
     jwt_secret: SecretStr = SecretStr("")
+    jwt_secret_arn: str = ""
     jwt_issuer: str = "rag-platform"
     jwt_audience: str = "rag-platform-api"
     jwt_ttl_seconds: int = 3600
@@ -50,6 +65,8 @@ class Settings(BaseSettings):
     generation_provider: Literal["extractive"] = "extractive"
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr = SecretStr("")
+    openai_api_key_secret_arn: str = ""
+    generation_model: str = ""
 
     # Retrieval.
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
@@ -70,10 +87,52 @@ class Settings(BaseSettings):
         return secret
 
 
+def resolve_secrets(settings: Settings, fetch: Callable[[str], str]) -> Settings:
+    """Fill secret values from their Secrets Manager ARNs (``fetch`` returns a secret's string).
+
+    Values given directly win, so local runs and tests never touch Secrets Manager.
+    """
+    updates: dict[str, object] = {}
+    if settings.db_secret_arn:
+        app = json.loads(fetch(settings.db_secret_arn))
+        updates["app_role_password"] = SecretStr(app["password"])
+        if not settings.database_url:
+            updates["database_url"] = make_conninfo(
+                host=settings.db_host or app.get("host", ""),
+                port=settings.db_port,
+                dbname=settings.db_name,
+                user=app.get("username", settings.db_app_role),
+                password=app["password"],
+                sslmode="require",
+            )
+    if settings.migration_db_secret_arn and not settings.migration_database_url:
+        owner = json.loads(fetch(settings.migration_db_secret_arn))
+        updates["migration_database_url"] = make_conninfo(
+            host=owner["host"],
+            port=owner.get("port", 5432),
+            dbname=owner.get("dbname", settings.db_name),
+            user=owner["username"],
+            password=owner["password"],
+            sslmode="require",
+        )
+    if settings.jwt_secret_arn and not settings.jwt_secret.get_secret_value():
+        updates["jwt_secret"] = SecretStr(fetch(settings.jwt_secret_arn))
+    if settings.openai_api_key_secret_arn and not settings.openai_api_key.get_secret_value():
+        updates["openai_api_key"] = SecretStr(fetch(settings.openai_api_key_secret_arn))
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def _fetch_from_secrets_manager(arn: str) -> str:
+    import boto3
+
+    region = arn.split(":")[3] if arn.startswith("arn:") else None
+    return boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=arn)["SecretString"]
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment on first use."""
-    return Settings()
+    """The process-wide settings, read from the environment (and Secrets Manager) on first use."""
+    return resolve_secrets(Settings(), _fetch_from_secrets_manager)
 
 
 def reset_settings() -> None:

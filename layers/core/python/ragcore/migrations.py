@@ -34,7 +34,8 @@ class MigrationError(RuntimeError):
 def default_migrations_dir() -> Path:
     """``migrations/`` at the repository root, or next to the package when shipped in a Lambda asset."""
     here = Path(__file__).resolve()
-    for candidate in (here.parent / "migrations", *(p / "migrations" for p in here.parents)):
+    candidates = [here.parent / "migrations", *(p / "migrations" for p in here.parents), Path.cwd() / "migrations"]
+    for candidate in candidates:
         if candidate.is_dir() and any(candidate.glob("*.sql")):
             return candidate
     raise MigrationError("no migrations directory found")
@@ -65,7 +66,10 @@ def apply_migrations(
     if not owner_url:
         raise MigrationError("MIGRATION_DATABASE_URL is not configured")
     app_role = app_role or settings.db_app_role
-    migrations = discover(migrations_dir or default_migrations_dir())
+    app_role_password = app_role_password or settings.app_role_password.get_secret_value() or None
+    if migrations_dir is None:
+        migrations_dir = Path(settings.migrations_dir) if settings.migrations_dir else default_migrations_dir()
+    migrations = discover(migrations_dir)
     applied_now: list[str] = []
     with psycopg.connect(owner_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
