@@ -62,7 +62,9 @@ def build(pginstall: Path) -> Path:
     (shim / "xlocale.h").write_text("#include <locale.h>\n")
     subprocess.run(
         [
-            "make", "-s", f"-j{os.cpu_count() or 2}",
+            "make",
+            "-s",
+            f"-j{os.cpu_count() or 2}",
             f"PG_CONFIG={pginstall / 'bin' / 'pg_config'}",
             "OPTFLAGS=",
             f"PG_CPPFLAGS=-I{shim}",

@@ -13,7 +13,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 API_FUNCTIONS = ("auth", "documents", "query")
 OUTPUT = ROOT / "docs" / "openapi.json"
-PUBLIC_OPERATIONS = {("post", "/api/v1/auth/register"), ("post", "/api/v1/auth/login"), ("get", "/api/v1/health")}
+PUBLIC_OPERATIONS = {
+    ("post", "/api/v1/auth/register"),
+    ("post", "/api/v1/auth/login"),
+    ("get", "/api/v1/health"),
+}
 
 
 def _resolver(function: str):

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Sequence
 
 import numpy as np
-
 from ragcore.generation import content_terms
 from ragcore.ingest import ClaimedDocument
 
@@ -49,8 +48,13 @@ class InMemoryDocumentStore:
     def add(self, content: str) -> tuple[uuid.UUID, uuid.UUID]:
         org_id, doc_id = uuid.uuid4(), uuid.uuid4()
         self.docs[doc_id] = {
-            "org_id": org_id, "content": content, "hash": hashlib.sha256(content.encode()).hexdigest(),
-            "status": "pending", "attempts": 0, "ingested_hash": None, "error": None,
+            "org_id": org_id,
+            "content": content,
+            "hash": hashlib.sha256(content.encode()).hexdigest(),
+            "status": "pending",
+            "attempts": 0,
+            "ingested_hash": None,
+            "error": None,
         }
         return org_id, doc_id
 

@@ -2,9 +2,16 @@
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from ragcore import auth
-from ragcore.api import CreateUserRequest, LoginRequest, RegisterRequest, authenticate, create_resolver, json_response, parse_id
+from ragcore.api import (
+    CreateUserRequest,
+    LoginRequest,
+    RegisterRequest,
+    authenticate,
+    create_resolver,
+    json_response,
+    parse_id,
+)
 from ragcore.observability import logger
 
 app = create_resolver()

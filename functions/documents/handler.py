@@ -5,7 +5,6 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from ragcore import documents
 from ragcore.api import CreateDocumentRequest, authenticate, create_resolver, json_response, parse_id
 from ragcore.observability import logger

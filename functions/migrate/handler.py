@@ -1,7 +1,6 @@
 """Migrate function: applies pending migrations (run by a CDK Trigger on every deploy)."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from ragcore.migrations import apply_migrations
 from ragcore.observability import logger
 

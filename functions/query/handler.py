@@ -2,7 +2,6 @@
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from ragcore import query
 from ragcore.api import QueryRequest, authenticate, create_resolver
 from ragcore.observability import logger

@@ -15,13 +15,14 @@ import psycopg
 import pytest
 from moto import mock_aws
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from infra.local.events import MatchStatus, RouteTable, build_proxy_event, build_sqs_event, messages_to_delete, queue_arn
-from infra.local.functions import LocalFunction
-from infra.local.template import load_template
 from ragcore import db
 from ragcore.config import reset_settings
 from ragcore.migrations import apply_migrations
+
+from infra.local.events import MatchStatus, RouteTable, build_proxy_event
+from infra.local.functions import LocalFunction
+from infra.local.sqs import SqsPoller
+from infra.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -40,51 +41,63 @@ class Platform:
     def __init__(self, queue_url: str, dlq_url: str, owner_url: str):
         self.template = load_template(ROOT / "template-local.yaml")
         self.routes = RouteTable(self.template.routes)
-        self.functions = {name: LocalFunction(spec, ROOT, REGION) for name, spec in self.template.functions.items()}
+        self.functions = {
+            name: LocalFunction(spec, ROOT, REGION) for name, spec in self.template.functions.items()
+        }
         self.sqs = boto3.client("sqs", region_name=REGION)
         self.queue_url, self.dlq_url, self.owner_url = queue_url, dlq_url, owner_url
+        ingest = next(f for f in self.functions.values() if f.spec.sqs_events)
+        self.poller = SqsPoller(self.sqs, queue_url, ingest, ingest.spec.sqs_events[0], region=REGION)
 
-    def request(self, method: str, path: str, body: Any = None, token: str | None = None, query: str = "",
-                raw_body: bytes | None = None) -> HttpResult:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        query: str = "",
+        raw_body: bytes | None = None,
+    ) -> HttpResult:
         match = self.routes.match(method, path)
         assert match.status is MatchStatus.FOUND, f"{method} {path} is not a route of the template"
         headers = [("Content-Type", "application/json"), ("Host", "localhost")]
         if token:
             headers.append(("Authorization", f"Bearer {token}"))
         payload = raw_body if raw_body is not None else (b"" if body is None else json.dumps(body).encode())
-        event = build_proxy_event(method=method, path=path, route=match.route, path_parameters=match.path_parameters,
-                                  headers=headers, query_string=query, body=payload)
+        event = build_proxy_event(
+            method=method,
+            path=path,
+            route=match.route,
+            path_parameters=match.path_parameters,
+            headers=headers,
+            query_string=query,
+            body=payload,
+        )
         response = self.functions[match.route.function].invoke(event)
         text = response.get("body") or ""
-        return HttpResult(response["statusCode"], json.loads(text) if text else None, response.get("headers") or {})
+        return HttpResult(
+            response["statusCode"], json.loads(text) if text else None, response.get("headers") or {}
+        )
 
     def ingest_all(self, max_rounds: int = 20) -> int:
-        """Deliver queued messages to the ingest function until the queue is empty; returns deliveries."""
-        ingest = next(f for f in self.functions.values() if f.spec.sqs_events)
+        """Deliver queued messages to the ingest function until none is visible; returns deliveries."""
         delivered = 0
         for _ in range(max_rounds):
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                                AttributeNames=["All"], VisibilityTimeout=0).get("Messages", [])
-            if not messages:
-                return delivered
-            event = build_sqs_event(messages, queue_arn(self.queue_url, REGION), REGION)
-            result, raised = None, False
-            try:
-                result = ingest.invoke(event)
-            except Exception:
-                raised = True
-            ids = [m["MessageId"] for m in messages]
-            keep = set(messages_to_delete(ids, result, raised=raised, report_batch_item_failures=True))
-            for message in messages:
-                if message["MessageId"] in keep:
-                    self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            delivered += len(messages)
+            received = self.poller.poll_once(wait_seconds=0)
+            if not received:
+                break
+            delivered += received
         return delivered
 
-    def register(self, org_name: str | None = None, email: str | None = None, password: str = "correct-horse-1"):
+    def register(
+        self, org_name: str | None = None, email: str | None = None, password: str = "correct-horse-1"
+    ):
         email = email or f"{uuid.uuid4().hex[:10]}@example.com"
-        result = self.request("POST", "/api/v1/auth/register",
-                              {"org_name": org_name or f"Org {uuid.uuid4().hex[:6]}", "email": email, "password": password})
+        result = self.request(
+            "POST",
+            "/api/v1/auth/register",
+            {"org_name": org_name or f"Org {uuid.uuid4().hex[:6]}", "email": email, "password": password},
+        )
         assert result.status == 201, result.body
         return result.body
 
@@ -103,21 +116,33 @@ def platform(tmp_path_factory):
     app_url = make_conninfo(**{**conninfo_to_dict(owner_url), "user": "rag_app", "password": ""})
     with pytest.MonkeyPatch.context() as env, mock_aws():
         for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-            "DATABASE_URL": app_url, "MIGRATION_DATABASE_URL": owner_url, "JWT_SECRET": "integration-" + "k" * 32,
-            "PASSWORD_BCRYPT_ROUNDS": "12", "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "DATABASE_URL": app_url,
+            "MIGRATION_DATABASE_URL": owner_url,
+            "JWT_SECRET": "integration-" + "k" * 32,
+            "PASSWORD_BCRYPT_ROUNDS": "12",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
         }.items():
             env.setenv(key, value)
         env.delenv("AWS_ENDPOINT_URL", raising=False)
         sqs = boto3.client("sqs", region_name=REGION)
         dlq_url = sqs.create_queue(QueueName="ingest-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queue_url = sqs.create_queue(QueueName="ingest", Attributes={
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})})["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        queue_url = sqs.create_queue(
+            QueueName="ingest",
+            Attributes={
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
+            },
+        )["QueueUrl"]
         env.setenv("QUEUE_URL", queue_url)
         reset_settings()
         apply_migrations(owner_url)
         from ragcore.queue import get_ingest_queue
+
         get_ingest_queue.cache_clear()
         yield Platform(queue_url, dlq_url, owner_url)
         db.close_pool()

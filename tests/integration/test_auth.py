@@ -10,7 +10,9 @@ def test_register_login_me(platform):
     assert registered["org"]["name"] == "Acme Research"
     assert "password_hash" not in registered["user"]
 
-    login = platform.request("POST", "/api/v1/auth/login", {"email": email.lower(), "password": "s3cret-passw0rd"})
+    login = platform.request(
+        "POST", "/api/v1/auth/login", {"email": email.lower(), "password": "s3cret-passw0rd"}
+    )
     assert login.status == 200
     assert login.body["org"]["id"] == registered["org"]["id"]
 
@@ -33,8 +35,11 @@ def test_wrong_password_and_unknown_email_get_the_same_401(platform):
 def test_taken_email_is_409_whatever_the_case(platform):
     email = f"{uuid.uuid4().hex[:8]}@example.com"
     platform.register(email=email)
-    again = platform.request("POST", "/api/v1/auth/register",
-                             {"org_name": "Other", "email": email.upper(), "password": "another-pass"})
+    again = platform.request(
+        "POST",
+        "/api/v1/auth/register",
+        {"org_name": "Other", "email": email.upper(), "password": "another-pass"},
+    )
     assert again.status == 409
     assert again.body["error"]["code"] == "email_taken"
 
@@ -77,24 +82,39 @@ def test_protected_routes_need_a_valid_token(platform, token):
 
 def test_admin_manages_users_and_members_cannot(platform):
     admin = platform.register()
-    created = platform.request("POST", "/api/v1/users",
-                               {"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": "member-pass", "role": "member"},
-                               token=admin["token"])
+    created = platform.request(
+        "POST",
+        "/api/v1/users",
+        {"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": "member-pass", "role": "member"},
+        token=admin["token"],
+    )
     assert created.status == 201
-    member_login = platform.request("POST", "/api/v1/auth/login",
-                                    {"email": created.body["user"]["email"], "password": "member-pass"})
+    member_login = platform.request(
+        "POST", "/api/v1/auth/login", {"email": created.body["user"]["email"], "password": "member-pass"}
+    )
     member_token = member_login.body["token"]
     assert member_login.body["user"]["role"] == "member"
 
-    forbidden = platform.request("POST", "/api/v1/users",
-                                 {"email": "x@example.com", "password": "whatever-pass"}, token=member_token)
+    forbidden = platform.request(
+        "POST", "/api/v1/users", {"email": "x@example.com", "password": "whatever-pass"}, token=member_token
+    )
     assert forbidden.status == 403
     listed = platform.request("GET", "/api/v1/users", token=member_token)
-    assert {u["email"] for u in listed.body["items"]} == {admin["user"]["email"], created.body["user"]["email"]}
+    assert {u["email"] for u in listed.body["items"]} == {
+        admin["user"]["email"],
+        created.body["user"]["email"],
+    }
 
-    assert platform.request("DELETE", f"/api/v1/users/{admin['user']['id']}", token=member_token).status == 403
-    assert platform.request("DELETE", f"/api/v1/users/{admin['user']['id']}", token=admin["token"]).status == 409
-    assert platform.request("DELETE", f"/api/v1/users/{created.body['user']['id']}", token=admin["token"]).status == 204
+    assert (
+        platform.request("DELETE", f"/api/v1/users/{admin['user']['id']}", token=member_token).status == 403
+    )
+    assert (
+        platform.request("DELETE", f"/api/v1/users/{admin['user']['id']}", token=admin["token"]).status == 409
+    )
+    assert (
+        platform.request("DELETE", f"/api/v1/users/{created.body['user']['id']}", token=admin["token"]).status
+        == 204
+    )
     # The deleted member's token no longer works.
     assert platform.request("GET", "/api/v1/me", token=member_token).status == 401
 

@@ -12,8 +12,12 @@ HANDBOOK = (
 
 
 def upload(platform, token, name="handbook.txt", content=HANDBOOK, metadata=None):
-    result = platform.request("POST", "/api/v1/documents",
-                              {"name": name, "content": content, "metadata": metadata or {}}, token=token)
+    result = platform.request(
+        "POST",
+        "/api/v1/documents",
+        {"name": name, "content": content, "metadata": metadata or {}},
+        token=token,
+    )
     assert result.status == 202, result.body
     return result.body["document"]
 
@@ -35,7 +39,9 @@ def test_upload_is_pending_then_ready_after_ingestion(platform):
     assert ready["error"] is None
     assert ready["metadata"] == {"team": "hr"}
     rows = platform.owner_query(
-        "SELECT chunk_index, embedding_model, token_count FROM document_chunks WHERE document_id = %s", (doc["id"],))
+        "SELECT chunk_index, embedding_model, token_count FROM document_chunks WHERE document_id = %s",
+        (doc["id"],),
+    )
     assert rows[0][1] == "sentence-transformers/all-MiniLM-L6-v2"
     assert rows[0][2] <= 254
 
@@ -48,7 +54,9 @@ def test_long_document_is_chunked_within_the_embedder_window(platform):
     ready = get(platform, org["token"], doc["id"]).body["document"]
     assert ready["status"] == "ready"
     rows = platform.owner_query(
-        "SELECT chunk_index, token_count FROM document_chunks WHERE document_id = %s ORDER BY chunk_index", (doc["id"],))
+        "SELECT chunk_index, token_count FROM document_chunks WHERE document_id = %s ORDER BY chunk_index",
+        (doc["id"],),
+    )
     assert [r[0] for r in rows] == list(range(ready["chunk_count"]))
     assert ready["chunk_count"] > 5
     assert max(r[1] for r in rows) <= 254
@@ -58,8 +66,10 @@ def test_redelivered_message_is_harmless(platform):
     org = platform.register()
     doc = upload(platform, org["token"])
     platform.ingest_all()
-    platform.sqs.send_message(QueueUrl=platform.queue_url,
-                              MessageBody=f'{{"org_id": "{org["org"]["id"]}", "document_id": "{doc["id"]}"}}')
+    platform.sqs.send_message(
+        QueueUrl=platform.queue_url,
+        MessageBody=f'{{"org_id": "{org["org"]["id"]}", "document_id": "{doc["id"]}"}}',
+    )
     platform.ingest_all()
     after = get(platform, org["token"], doc["id"]).body["document"]
     assert after["status"] == "ready" and after["chunk_count"] == 1
@@ -93,11 +103,23 @@ def test_listing_pages_with_cursor_and_filters_by_status(platform):
     pending = platform.request("GET", "/api/v1/documents", token=org["token"], query="status=pending").body
     assert {d["id"] for d in pending["items"]} == set(ids)
     platform.ingest_all()
-    assert platform.request("GET", "/api/v1/documents", token=org["token"], query="status=pending").body["items"] == []
+    assert (
+        platform.request("GET", "/api/v1/documents", token=org["token"], query="status=pending").body["items"]
+        == []
+    )
 
 
-@pytest.mark.parametrize("query,status", [("limit=0", 422), ("limit=101", 422), ("limit=abc", 422),
-                                          ("status=done", 422), ("cursor=%%%", 400), ("cursor=bm90LWpzb24", 400)])
+@pytest.mark.parametrize(
+    "query,status",
+    [
+        ("limit=0", 422),
+        ("limit=101", 422),
+        ("limit=abc", 422),
+        ("status=done", 422),
+        ("cursor=%%%", 400),
+        ("cursor=bm90LWpzb24", 400),
+    ],
+)
 def test_bad_listing_parameters(platform, query, status):
     org = platform.register()
     result = platform.request("GET", "/api/v1/documents", token=org["token"], query=query)
@@ -108,8 +130,11 @@ def test_bad_listing_parameters(platform, query, status):
 def test_other_tenants_documents_are_404_everywhere(platform):
     owner, stranger = platform.register(), platform.register()
     doc = upload(platform, owner["token"])
-    for method, path in [("GET", f"/api/v1/documents/{doc['id']}"), ("DELETE", f"/api/v1/documents/{doc['id']}"),
-                         ("POST", f"/api/v1/documents/{doc['id']}/reingest")]:
+    for method, path in [
+        ("GET", f"/api/v1/documents/{doc['id']}"),
+        ("DELETE", f"/api/v1/documents/{doc['id']}"),
+        ("POST", f"/api/v1/documents/{doc['id']}/reingest"),
+    ]:
         result = platform.request(method, path, token=stranger["token"])
         assert result.status == 404, (method, result.body)
         assert result.body["error"]["code"] == "not_found"
@@ -126,11 +151,15 @@ def test_malformed_or_unknown_id_is_404(platform):
 
 def test_only_admins_delete_and_chunks_go_too(platform):
     admin = platform.register()
-    member = platform.request("POST", "/api/v1/users",
-                              {"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": "member-pass"},
-                              token=admin["token"]).body["user"]
-    member_token = platform.request("POST", "/api/v1/auth/login",
-                                    {"email": member["email"], "password": "member-pass"}).body["token"]
+    member = platform.request(
+        "POST",
+        "/api/v1/users",
+        {"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": "member-pass"},
+        token=admin["token"],
+    ).body["user"]
+    member_token = platform.request(
+        "POST", "/api/v1/auth/login", {"email": member["email"], "password": "member-pass"}
+    ).body["token"]
     doc = upload(platform, member_token)
     platform.ingest_all()
     denied = platform.request("DELETE", f"/api/v1/documents/{doc['id']}", token=member_token)
@@ -138,19 +167,28 @@ def test_only_admins_delete_and_chunks_go_too(platform):
     assert denied.body["error"]["code"] == "forbidden"
     assert platform.request("DELETE", f"/api/v1/documents/{doc['id']}", token=admin["token"]).status == 204
     assert get(platform, admin["token"], doc["id"]).status == 404
-    assert platform.owner_query("SELECT count(*) FROM document_chunks WHERE document_id = %s", (doc["id"],))[0][0] == 0
+    assert (
+        platform.owner_query("SELECT count(*) FROM document_chunks WHERE document_id = %s", (doc["id"],))[0][
+            0
+        ]
+        == 0
+    )
 
 
 def test_reingest_rebuilds_chunks(platform):
     org = platform.register()
     doc = upload(platform, org["token"])
     platform.ingest_all()
-    before = platform.owner_query("SELECT min(id) FROM document_chunks WHERE document_id = %s", (doc["id"],))[0][0]
+    before = platform.owner_query("SELECT min(id) FROM document_chunks WHERE document_id = %s", (doc["id"],))[
+        0
+    ][0]
     again = platform.request("POST", f"/api/v1/documents/{doc['id']}/reingest", token=org["token"])
     assert again.status == 202 and again.body["document"]["status"] == "pending"
     platform.ingest_all()
     assert get(platform, org["token"], doc["id"]).body["document"]["status"] == "ready"
-    after = platform.owner_query("SELECT min(id) FROM document_chunks WHERE document_id = %s", (doc["id"],))[0][0]
+    after = platform.owner_query("SELECT min(id) FROM document_chunks WHERE document_id = %s", (doc["id"],))[
+        0
+    ][0]
     assert after > before
 
 
@@ -174,9 +212,11 @@ def test_invalid_uploads_store_nothing(platform, body, status, code):
 
 def test_oversized_upload_is_413(platform, monkeypatch):
     from ragcore.config import get_settings
+
     org = platform.register()
     limit = get_settings().max_document_bytes
-    result = platform.request("POST", "/api/v1/documents", {"name": "big", "content": "a" * (limit + 1)},
-                              token=org["token"])
+    result = platform.request(
+        "POST", "/api/v1/documents", {"name": "big", "content": "a" * (limit + 1)}, token=org["token"]
+    )
     assert result.status == 413
     assert result.body["error"]["code"] == "payload_too_large"

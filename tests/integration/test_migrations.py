@@ -3,7 +3,6 @@ import uuid
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from ragcore.migrations import MigrationError, apply_migrations, default_migrations_dir
 
 
@@ -45,4 +44,7 @@ def test_a_failing_migration_leaves_no_trace(empty_database, tmp_path):
         apply_migrations(empty_database, migrations_dir=tmp_path)
     with psycopg.connect(empty_database) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone()[0] is None
-        assert conn.execute("SELECT count(*) FROM schema_migrations WHERE version = '9999_broken'").fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM schema_migrations WHERE version = '9999_broken'").fetchone()[0]
+            == 0
+        )

@@ -12,7 +12,9 @@ RECIPES = (
 def tenant(platform):
     org = platform.register()
     handbook = upload(platform, org["token"], name="handbook.txt", content=HANDBOOK, metadata={"team": "hr"})
-    recipes = upload(platform, org["token"], name="recipes.txt", content=RECIPES, metadata={"team": "kitchen"})
+    recipes = upload(
+        platform, org["token"], name="recipes.txt", content=RECIPES, metadata={"team": "kitchen"}
+    )
     platform.ingest_all()
     return {"token": org["token"], "handbook": handbook, "recipes": recipes}
 
@@ -37,20 +39,33 @@ def test_top_k_and_filters_limit_sources(platform, tenant):
     one = ask(platform, tenant["token"], question="How long do I bake the apple pie?", top_k=1)
     assert [s["document_name"] for s in one.body["sources"]] == ["recipes.txt"]
     assert "forty-five minutes" in one.body["answer"]
-    filtered = ask(platform, tenant["token"], question="How long do I bake the apple pie?", filters={"team": "hr"})
+    filtered = ask(
+        platform, tenant["token"], question="How long do I bake the apple pie?", filters={"team": "hr"}
+    )
     assert {s["document_name"] for s in filtered.body["sources"]} == {"handbook.txt"}
 
 
 def test_another_tenant_never_sees_these_documents(platform, tenant):
     stranger = platform.register()
-    result = ask(platform, stranger["token"], question="How many vacation days does an employee get per year?")
+    result = ask(
+        platform, stranger["token"], question="How many vacation days does an employee get per year?"
+    )
     assert result.status == 200
     assert result.body["sources"] == []
     assert "twenty-five" not in result.body["answer"]
 
 
-@pytest.mark.parametrize("body", [{"question": ""}, {"question": "   "}, {"question": "x", "top_k": 0},
-                                  {"question": "x", "top_k": 51}, {"question": "x", "filters": []}, {}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"question": ""},
+        {"question": "   "},
+        {"question": "x", "top_k": 0},
+        {"question": "x", "top_k": 51},
+        {"question": "x", "filters": []},
+        {},
+    ],
+)
 def test_invalid_questions_are_422(platform, tenant, body):
     result = platform.request("POST", "/api/v1/query/sync", body, token=tenant["token"])
     assert result.status == 422

@@ -17,8 +17,13 @@ def app_conn(platform):
 
 
 def test_every_tenant_table_has_forced_rls(platform):
-    rows = dict((r[0], r[1:]) for r in platform.owner_query(
-        "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY(%s)", (TENANT_TABLES,)))
+    rows = dict(
+        (r[0], r[1:])
+        for r in platform.owner_query(
+            "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY(%s)",
+            (TENANT_TABLES,),
+        )
+    )
     assert rows == {t: (True, True) for t in TENANT_TABLES}
 
 
@@ -26,7 +31,8 @@ def test_app_role_owns_nothing_and_cannot_bypass_rls(platform):
     role = platform.owner_query("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'rag_app'")
     assert role == [(False, False)]
     owned = platform.owner_query(
-        "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = 'rag_app'")
+        "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = 'rag_app'"
+    )
     assert owned == [(0,)]
 
 
@@ -47,8 +53,11 @@ def test_a_tenant_sees_only_its_rows_even_without_where(platform, app_conn):
     assert app_conn.execute("SELECT count(*) FROM document_chunks").fetchone()[0] == 0
     assert [r[0] for r in app_conn.execute("SELECT id::text FROM organizations")] == [second["org"]["id"]]
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        app_conn.execute("INSERT INTO documents (id, org_id, name, content, content_hash) "
-                         "VALUES (gen_random_uuid(), %s, 'x', 'y', 'z')", (first["org"]["id"],))
+        app_conn.execute(
+            "INSERT INTO documents (id, org_id, name, content, content_hash) "
+            "VALUES (gen_random_uuid(), %s, 'x', 'y', 'z')",
+            (first["org"]["id"],),
+        )
 
 
 def test_tenant_setting_does_not_outlive_its_transaction(platform, app_conn):

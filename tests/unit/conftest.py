@@ -1,5 +1,4 @@
 import pytest
-
 from ragcore.config import Settings, reset_settings
 
 

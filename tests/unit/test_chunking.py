@@ -27,7 +27,9 @@ def test_default_window_is_512_words_with_64_overlap():
 def test_window_shrinks_to_what_the_embedder_reads():
     # Every word costs 3 word pieces; the embedder reads 254: at most 84 words fit.
     text = words(1000)
-    chunks = chunk_text(text, size_words=512, overlap_words=64, max_tokens=254, count_word_pieces=lambda ws: [3] * len(ws))
+    chunks = chunk_text(
+        text, size_words=512, overlap_words=64, max_tokens=254, count_word_pieces=lambda ws: [3] * len(ws)
+    )
     assert all(c.token_count <= 254 for c in chunks)
     assert max(len(c.content.split()) for c in chunks) == 84
     first, second = chunks[0].content.split(), chunks[1].content.split()

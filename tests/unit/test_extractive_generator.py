@@ -1,5 +1,13 @@
-from ragcore.generation import NO_ANSWER, ExtractiveGenerator, TextDelta, UsageReport, split_sentences, word_groups
+from ragcore.generation import (
+    NO_ANSWER,
+    ExtractiveGenerator,
+    TextDelta,
+    UsageReport,
+    split_sentences,
+    word_groups,
+)
 from ragcore.retrieval import Source
+
 from tests.fakes import BagOfWordsEmbedder
 
 
@@ -35,7 +43,9 @@ def test_answer_streams_in_several_pieces_and_ends_with_usage():
 
 def test_repeated_sentences_from_overlapping_chunks_appear_once():
     sentence = "The warranty covers parts and labour for two years."
-    text, _, _ = run("What does the warranty cover?", [source(sentence), source(sentence + " Shipping is extra.")])
+    text, _, _ = run(
+        "What does the warranty cover?", [source(sentence), source(sentence + " Shipping is extra.")]
+    )
     assert text.count("warranty covers") == 1
 
 

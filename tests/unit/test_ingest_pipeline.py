@@ -1,7 +1,7 @@
 import pytest
-
 from ragcore.config import Settings
 from ragcore.ingest import Outcome, ingest_document
+
 from tests.fakes import BagOfWordsEmbedder, InMemoryDocumentStore
 
 SETTINGS = Settings(chunk_size_words=50, chunk_overlap_words=10, embed_batch_size=4, ingest_max_attempts=3)
@@ -41,13 +41,19 @@ def test_deleted_document_is_skipped():
     store = InMemoryDocumentStore()
     org, doc = store.add(TEXT)
     del store.docs[doc]
-    assert ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS) is Outcome.SKIPPED
+    assert (
+        ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS)
+        is Outcome.SKIPPED
+    )
 
 
 def test_empty_document_fails_with_a_reason():
     store = InMemoryDocumentStore()
     org, doc = store.add("   \n ")
-    assert ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS) is Outcome.FAILED
+    assert (
+        ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS)
+        is Outcome.FAILED
+    )
     assert store.docs[doc]["status"] == "failed"
     assert "no text" in store.docs[doc]["error"]
 
@@ -70,7 +76,10 @@ def test_a_document_left_processing_by_crashes_is_failed_on_the_next_delivery():
     org, doc = store.add(TEXT)
     for _ in range(3):  # three deliveries that died without reporting (timeout, out of memory)
         store.claim(org, doc)
-    assert ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS) is Outcome.FAILED
+    assert (
+        ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS)
+        is Outcome.FAILED
+    )
     assert "gave up after 3 attempts" in store.docs[doc]["error"]
 
 
@@ -83,5 +92,8 @@ def test_content_changed_while_embedding_is_not_saved():
             store.docs[doc]["hash"] = "changed"
             return super().embed(texts)
 
-    assert ingest_document(org, doc, store=store, embedder=ChangingEmbedder(), settings=SETTINGS) is Outcome.SKIPPED
+    assert (
+        ingest_document(org, doc, store=store, embedder=ChangingEmbedder(), settings=SETTINGS)
+        is Outcome.SKIPPED
+    )
     assert doc not in store.chunks

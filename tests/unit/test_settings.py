@@ -1,5 +1,4 @@
 import pytest
-
 from ragcore.config import Settings, get_settings, reset_settings
 
 
@@ -50,20 +49,29 @@ def test_secrets_are_resolved_from_their_arns_without_overriding_given_values():
     from ragcore.config import resolve_secrets
 
     secrets = {
-        "arn:aws:secretsmanager:eu-west-1:1:secret:app": json.dumps({"username": "rag_app", "password": "p@ss"}),
+        "arn:aws:secretsmanager:eu-west-1:1:secret:app": json.dumps(
+            {"username": "rag_app", "password": "p@ss"}
+        ),
         "arn:aws:secretsmanager:eu-west-1:1:secret:owner": json.dumps(
-            {"username": "master", "password": "m", "host": "db.internal", "port": 5432, "dbname": "rag"}),
+            {"username": "master", "password": "m", "host": "db.internal", "port": 5432, "dbname": "rag"}
+        ),
         "arn:aws:secretsmanager:eu-west-1:1:secret:jwt": "j" * 40,
     }
     settings = resolve_secrets(
-        Settings(db_secret_arn="arn:aws:secretsmanager:eu-west-1:1:secret:app", db_host="proxy.internal",
-                 migration_db_secret_arn="arn:aws:secretsmanager:eu-west-1:1:secret:owner",
-                 jwt_secret_arn="arn:aws:secretsmanager:eu-west-1:1:secret:jwt"),
+        Settings(
+            db_secret_arn="arn:aws:secretsmanager:eu-west-1:1:secret:app",
+            db_host="proxy.internal",
+            migration_db_secret_arn="arn:aws:secretsmanager:eu-west-1:1:secret:owner",
+            jwt_secret_arn="arn:aws:secretsmanager:eu-west-1:1:secret:jwt",
+        ),
         secrets.__getitem__,
     )
     assert "host=proxy.internal" in settings.database_url and "user=rag_app" in settings.database_url
     assert "sslmode=require" in settings.database_url
-    assert "host=db.internal" in settings.migration_database_url and "user=master" in settings.migration_database_url
+    assert (
+        "host=db.internal" in settings.migration_database_url
+        and "user=master" in settings.migration_database_url
+    )
     assert settings.require_jwt_secret() == b"j" * 40
     assert settings.app_role_password.get_secret_value() == "p@ss"
 

@@ -3,8 +3,14 @@ import uuid
 
 import jwt
 import pytest
-
-from ragcore.auth import Principal, hash_password, issue_token, principal_from_authorization, verify_password, verify_token
+from ragcore.auth import (
+    Principal,
+    hash_password,
+    issue_token,
+    principal_from_authorization,
+    verify_password,
+    verify_token,
+)
 from ragcore.config import Settings
 from ragcore.errors import Unauthenticated
 
@@ -46,14 +52,18 @@ def test_expired_token_is_refused(settings, principal):
     ],
 )
 def test_tokens_with_wrong_claims_are_refused(settings, principal, tamper):
-    claims = jwt.decode(issue_token(principal, settings), SECRET, algorithms=["HS256"], audience=settings.jwt_audience)
+    claims = jwt.decode(
+        issue_token(principal, settings), SECRET, algorithms=["HS256"], audience=settings.jwt_audience
+    )
     forged = jwt.encode(tamper(claims), SECRET, algorithm="HS256")
     with pytest.raises(Unauthenticated):
         verify_token(forged, settings)
 
 
 def test_token_signed_with_another_secret_or_algorithm_is_refused(settings, principal):
-    claims = jwt.decode(issue_token(principal, settings), SECRET, algorithms=["HS256"], audience=settings.jwt_audience)
+    claims = jwt.decode(
+        issue_token(principal, settings), SECRET, algorithms=["HS256"], audience=settings.jwt_audience
+    )
     with pytest.raises(Unauthenticated):
         verify_token(jwt.encode(claims, "x" * 32, algorithm="HS256"), settings)
     with pytest.raises(Unauthenticated):

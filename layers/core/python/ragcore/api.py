@@ -91,7 +91,8 @@ class QueryRequest(StrictModel):
     question: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(default=5, ge=1, le=50)
     filters: dict[str, Any] | None = Field(
-        default=None, description="Metadata the documents must contain (JSON containment), e.g. {\"team\": \"hr\"}"
+        default=None,
+        description='Metadata the documents must contain (JSON containment), e.g. {"team": "hr"}',
     )
 
     @field_validator("question")

@@ -62,7 +62,9 @@ def chunk_text(
             end += 1
         if end == start:  # one word alone exceeds the budget: keep it rather than loop forever
             tokens, end = pieces[start], start + 1
-        chunks.append(Chunk(index=len(chunks), content=text[spans[start][0] : spans[end - 1][1]], token_count=tokens))
+        chunks.append(
+            Chunk(index=len(chunks), content=text[spans[start][0] : spans[end - 1][1]], token_count=tokens)
+        )
         if end >= len(words):
             break
         window = end - start

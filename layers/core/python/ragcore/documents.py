@@ -71,7 +71,9 @@ def create_document(
         (queue or get_ingest_queue()).send(principal.org_id, document_id)
     except Exception:
         with tenant_transaction(principal.org_id) as conn:
-            conn.execute("DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id))
+            conn.execute(
+                "DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
+            )
         raise
     return document_view(row)
 
@@ -109,7 +111,7 @@ def list_documents(
     params.append(limit + 1)
     with tenant_transaction(principal.org_id) as conn:
         rows = conn.execute(
-            f"""SELECT {_COLUMNS} FROM documents WHERE {' AND '.join(conditions)}
+            f"""SELECT {_COLUMNS} FROM documents WHERE {" AND ".join(conditions)}
                 ORDER BY created_at DESC, id DESC LIMIT %s""",
             params,
         ).fetchall()

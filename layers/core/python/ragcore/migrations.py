@@ -34,7 +34,11 @@ class MigrationError(RuntimeError):
 def default_migrations_dir() -> Path:
     """``migrations/`` at the repository root, or next to the package when shipped in a Lambda asset."""
     here = Path(__file__).resolve()
-    candidates = [here.parent / "migrations", *(p / "migrations" for p in here.parents), Path.cwd() / "migrations"]
+    candidates = [
+        here.parent / "migrations",
+        *(p / "migrations" for p in here.parents),
+        Path.cwd() / "migrations",
+    ]
     for candidate in candidates:
         if candidate.is_dir() and any(candidate.glob("*.sql")):
             return candidate
@@ -68,7 +72,9 @@ def apply_migrations(
     app_role = app_role or settings.db_app_role
     app_role_password = app_role_password or settings.app_role_password.get_secret_value() or None
     if migrations_dir is None:
-        migrations_dir = Path(settings.migrations_dir) if settings.migrations_dir else default_migrations_dir()
+        migrations_dir = (
+            Path(settings.migrations_dir) if settings.migrations_dir else default_migrations_dir()
+        )
     migrations = discover(migrations_dir)
     applied_now: list[str] = []
     with psycopg.connect(owner_url, autocommit=True) as conn:

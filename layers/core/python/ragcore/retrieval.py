@@ -47,7 +47,9 @@ def dense_search(
         )
         params["meta"] = Jsonb(metadata_filter)
     with tenant_transaction(org_id) as conn:
-        conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(settings.hnsw_ef_search, top_k)),))
+        conn.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true)", (str(max(settings.hnsw_ef_search, top_k)),)
+        )
         conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         rows = conn.execute(
             f"""WITH nearest AS MATERIALIZED (
