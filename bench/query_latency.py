@@ -63,6 +63,7 @@ def main() -> None:
         from ragcore.db import tenant_transaction
         from ragcore.embeddings import get_embedder
         from ragcore.ingest import ClaimedDocument, PgDocumentStore
+        from ragcore.query import answer
         from ragcore.retrieval import dense_search
 
         embedder = get_embedder(get_settings())
@@ -96,7 +97,7 @@ def main() -> None:
         for question in questions[:5]:  # warm the connection pool, the model and the index pages
             requests.post(f"{api}/query/sync", json={"question": question}, headers=headers, timeout=60)
 
-        end_to_end, embedding, retrieval = [], [], []
+        end_to_end, in_process, embedding, retrieval = [], [], [], []
         for question in questions:
             started = time.perf_counter()
             response = requests.post(
@@ -105,6 +106,7 @@ def main() -> None:
             end_to_end.append((time.perf_counter() - started) * 1000)
             response.raise_for_status()
             assert len(response.json()["sources"]) == 5
+            in_process.append(timed(answer, principal, question, 5))
             embedding.append(timed(embedder.embed, [question]))
             vector = embedder.embed([question])[0]
             retrieval.append(timed(dense_search, principal.org_id, vector, 5))

@@ -21,7 +21,7 @@ from ragcore.migrations import apply_migrations
 
 from infra.local.events import MatchStatus, RouteTable, build_proxy_event
 from infra.local.functions import LocalFunction
-from infra.local.sqs import SqsPoller
+from infra.local.sqs import SqsPoller, ensure_queues
 from infra.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,16 +128,13 @@ def platform(tmp_path_factory):
             env.setenv(key, value)
         env.delenv("AWS_ENDPOINT_URL", raising=False)
         sqs = boto3.client("sqs", region_name=REGION)
-        dlq_url = sqs.create_queue(QueueName="ingest-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        queue_url = sqs.create_queue(
-            QueueName="ingest",
-            Attributes={
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
-            },
-        )["QueueUrl"]
+        # The queues as the template declares them (redrive to the DLQ after maxReceiveCount receives),
+        # with no visibility timeout so that a failed message is delivered again at once.
+        template = load_template(ROOT / "template-local.yaml")
+        urls = ensure_queues(sqs, template, name_prefix="test", visibility_timeout=0)
+        ingest_source = next(f.sqs_events[0] for f in template.functions.values() if f.sqs_events)
+        queue_url = urls[ingest_source.queue]
+        dlq_url = urls[template.queues[ingest_source.queue].dead_letter_queue]
         env.setenv("QUEUE_URL", queue_url)
         reset_settings()
         apply_migrations(owner_url)

@@ -77,14 +77,36 @@ def test_redelivered_message_is_harmless(platform):
     assert count[0][0] == 1
 
 
-def test_poison_message_is_reported_as_a_batch_item_failure(platform):
+def test_poison_message_fails_alone_and_ends_in_the_dead_letter_queue(platform):
     org = platform.register()
     platform.sqs.send_message(QueueUrl=platform.queue_url, MessageBody="not json at all")
     good = upload(platform, org["token"])
-    platform.ingest_all(max_rounds=2)
+    platform.ingest_all()
     assert get(platform, org["token"], good["id"]).body["document"]["status"] == "ready"
-    # The poison message is still on the queue (it ends in the DLQ after maxReceiveCount deliveries).
-    platform.sqs.purge_queue(QueueUrl=platform.queue_url)
+    dead = platform.sqs.receive_message(QueueUrl=platform.dlq_url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in dead] == ["not json at all"]
+    platform.sqs.delete_message(QueueUrl=platform.dlq_url, ReceiptHandle=dead[0]["ReceiptHandle"])
+
+
+def test_document_whose_ingestion_keeps_failing_ends_failed_not_processing(platform, monkeypatch):
+    org = platform.register()
+    doc = upload(platform, org["token"])
+
+    def provider_down(*_args, **_kwargs):
+        raise ConnectionError("embedding provider unreachable")
+
+    monkeypatch.setattr("ragcore.ingest.embed_in_batches", provider_down)
+    platform.ingest_all()
+    failed = get(platform, org["token"], doc["id"]).body["document"]
+    assert failed["status"] == "failed"
+    assert "embedding provider unreachable" in failed["error"]
+    assert platform.sqs.receive_message(QueueUrl=platform.dlq_url).get("Messages") is None
+    monkeypatch.undo()
+    assert (
+        platform.request("POST", f"/api/v1/documents/{doc['id']}/reingest", token=org["token"]).status == 202
+    )
+    platform.ingest_all()
+    assert get(platform, org["token"], doc["id"]).body["document"]["status"] == "ready"
 
 
 def test_listing_pages_with_cursor_and_filters_by_status(platform):
