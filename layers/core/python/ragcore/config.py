@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Literal
 
 from psycopg.conninfo import make_conninfo
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,11 +62,23 @@ class Settings(BaseSettings):
     embedding_provider: Literal["local", "openai", "bedrock"] = "local"
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_dimensions: int = 384
-    generation_provider: Literal["extractive"] = "extractive"
+    generation_provider: Literal["extractive", "openai", "bedrock"] = "extractive"
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr = SecretStr("")
     openai_api_key_secret_arn: str = ""
+    # The chat model (openai) or model / inference profile id (bedrock); required by both.
     generation_model: str = ""
+    generation_max_tokens: int = Field(default=1024, ge=1, le=32768)
+    # None: the model's default (some reasoning models refuse any other value).
+    generation_temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    # Connecting, and the longest wait for the next piece of the answer (a stalled stream fails).
+    generation_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    generation_read_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Retries of a throttled (429) or failing (5xx, timeout, connection) call, only before the first
+    # token: exponential backoff with full jitter, Retry-After honoured, each wait at most the cap.
+    generation_max_retries: int = Field(default=2, ge=0, le=10)
+    generation_retry_base_seconds: float = Field(default=0.5, ge=0)
+    generation_retry_max_seconds: float = Field(default=8.0, ge=0)
 
     # Retrieval.
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
@@ -78,6 +90,23 @@ class Settings(BaseSettings):
         if overlap >= size:
             raise ValueError("chunk_overlap_words must be smaller than chunk_size_words")
         return overlap
+
+    @model_validator(mode="after")
+    def _generation_provider_is_complete(self):
+        if self.generation_provider in ("openai", "bedrock") and not self.generation_model:
+            raise ValueError(
+                f"GENERATION_MODEL is required with GENERATION_PROVIDER={self.generation_provider}"
+            )
+        if (
+            self.generation_provider == "openai"
+            and not self.openai_api_key.get_secret_value()
+            and not self.openai_api_key_secret_arn
+        ):
+            # The SDK refuses to run without a key; keyless servers (Ollama, vLLM) accept any value.
+            raise ValueError(
+                "OPENAI_API_KEY (or OPENAI_API_KEY_SECRET_ARN) is required with GENERATION_PROVIDER=openai"
+            )
+        return self
 
     def require_jwt_secret(self) -> bytes:
         """The signing secret as bytes; refuses to run with a secret shorter than 32 bytes."""

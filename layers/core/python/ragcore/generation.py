@@ -2,21 +2,55 @@
 
 A generator turns a question and the retrieved sources into a stream of events: text deltas, then one
 usage report. Answers cite sources as [n], n being the 1-based position in ``sources``.
+
+Providers: ``extractive`` (offline, the default: the retrieved sentences that best answer the question),
+``openai`` (chat completions with ``stream=true`` through the official SDK, any compatible endpoint) and
+``bedrock`` (bedrock-runtime ConverseStream). The model-backed providers share one failure policy:
+
+* before the first token, a throttled (429), failing (5xx), timed-out or unreachable provider is retried
+  up to ``generation_max_retries`` times, with exponential backoff and full jitter (Retry-After honoured);
+* any failure that is not retried, or that happens after the first token (text already sent cannot be
+  taken back), raises :class:`ragcore.errors.ServiceUnavailable` with a ``generation_*`` code: the sync
+  endpoint answers 503 with the error body, the stream ends with ``event: error``.
+
+Closing a generator's stream (the client went away) closes the provider's HTTP response with it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .embeddings import Embedder
+from .embeddings import Embedder, backoff_delay
+from .errors import ServiceUnavailable
+from .observability import logger
+from .prompting import NO_ANSWER, Prompt, build_prompt
 from .retrieval import Source
 
-NO_ANSWER = "I could not find anything about that in your documents."
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = [
+    "NO_ANSWER",
+    "BedrockGenerator",
+    "ExtractiveGenerator",
+    "GenerationEvent",
+    "Generator",
+    "OpenAIGenerator",
+    "ProviderFailure",
+    "TextDelta",
+    "UsageReport",
+    "get_generator",
+]
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*\u2022]\s)")
 _TERM = re.compile(r"[a-z0-9]+")
@@ -26,7 +60,7 @@ _STOPWORDS = frozenset(
     having he her here hers him his how i if in into is it its itself just me more most my no nor not now
     of off on once only or other our ours out over own same she should so some such than that the their
     theirs them then there these they this those through to too under until up very was we were what when
-    where which while who whom why will with would you your yours""".split()
+    where which while who whom why will with would you your yours""".split()  # noqa: SIM905
 )
 
 
@@ -135,13 +169,438 @@ class ExtractiveGenerator:
         yield UsageReport(
             {
                 "provider": self.name,
-                "input_tokens": sum(self.embedder.count_word_pieces((question + " " + " ".join(s.content for s in sources)).split())),
+                "input_tokens": sum(
+                    self.embedder.count_word_pieces(
+                        (question + " " + " ".join(s.content for s in sources)).split()
+                    )
+                ),
                 "output_tokens": sum(self.embedder.count_word_pieces(answer.split())),
             }
         )
 
 
-def get_generator(embedder: Embedder, provider: str = "extractive") -> Generator:
-    """The configured generator."""
-    generators = {"extractive": ExtractiveGenerator}
-    return generators[provider](embedder)
+# --------------------------------------------------------------------------- model-backed providers
+
+
+class ProviderFailure(Exception):
+    """A provider call failed. ``retryable``: trying again (before the first token) may help.
+
+    ``code`` becomes the error code the client sees; ``retry_after`` (seconds) is the provider's own
+    Retry-After, a lower bound for the next attempt.
+    """
+
+    def __init__(self, message: str, *, code: str, retryable: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def _status_failure(status: int | None, detail: str, retry_after: float | None = None) -> ProviderFailure:
+    if status == 429:
+        return ProviderFailure(
+            f"the generation provider is rate limiting ({detail})",
+            code="generation_rate_limited",
+            retryable=True,
+            retry_after=retry_after,
+        )
+    if status is not None and (status >= 500 or status == 408):
+        return ProviderFailure(
+            f"the generation provider failed ({status}: {detail})",
+            code="generation_unavailable",
+            retryable=True,
+            retry_after=retry_after,
+        )
+    return ProviderFailure(
+        f"the generation provider refused the request ({status}: {detail})",
+        code="generation_failed",
+        retryable=False,
+    )
+
+
+_TIMED_OUT = "the generation provider did not answer in time"
+_UNREACHABLE = "the generation provider is unreachable"
+
+
+class _ModelGenerator:
+    """The retry and error policy shared by the model-backed providers (see the module docstring).
+
+    Subclasses implement ``_attempt`` (one provider call, streamed) and ``_classify`` (an exception of
+    their SDK as a :class:`ProviderFailure`). ``sleep`` and ``rng`` are injectable so tests never wait.
+    """
+
+    name = "model"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ):
+        self.model = settings.generation_model
+        self.max_tokens = settings.generation_max_tokens
+        self.temperature = settings.generation_temperature
+        self.max_retries = settings.generation_max_retries
+        self.retry_base = settings.generation_retry_base_seconds
+        self.retry_cap = settings.generation_retry_max_seconds
+        self.sleep = sleep
+        self.rng = rng
+
+    def _attempt(self, prompt: Prompt) -> Iterator[GenerationEvent]:
+        raise NotImplementedError
+
+    def _classify(self, error: Exception) -> ProviderFailure:
+        raise NotImplementedError
+
+    def _usage(self, input_tokens: int | None, output_tokens: int | None, stop_reason: str | None) -> dict:
+        return {
+            "provider": self.name,
+            "model": self.model,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "stop_reason": stop_reason,
+        }
+
+    def stream(self, question: str, sources: Sequence[Source]) -> Iterator[GenerationEvent]:
+        if not sources:
+            # Nothing to answer from: the model is not asked (it could only guess).
+            yield from (TextDelta(piece) for piece in word_groups(NO_ANSWER))
+            yield UsageReport(self._usage(0, 0, "no_sources"))
+            return
+        prompt = build_prompt(question, sources)
+        attempt = 0
+        while True:
+            started = False
+            try:
+                with closing(self._attempt(prompt)) as events:
+                    for event in events:
+                        started = started or isinstance(event, TextDelta)
+                        yield event
+                return
+            except Exception as error:
+                failure = error if isinstance(error, ProviderFailure) else self._classify(error)
+                if started or not failure.retryable or attempt >= self.max_retries:
+                    logger.warning(
+                        "generation failed",
+                        extra={
+                            "provider": self.name,
+                            "model": self.model,
+                            "code": failure.code,
+                            "attempts": attempt + 1,
+                            "after_first_token": started,
+                            "detail": failure.message,
+                        },
+                    )
+                    if started:
+                        message = f"{failure.message}; the answer is incomplete"
+                    elif failure.retryable and attempt:
+                        message = f"{failure.message}, after {attempt + 1} attempts"
+                    else:
+                        message = failure.message
+                    raise ServiceUnavailable(message, code=failure.code) from error
+                delay = backoff_delay(
+                    attempt,
+                    base=self.retry_base,
+                    cap=self.retry_cap,
+                    rng=self.rng,
+                    retry_after=failure.retry_after,
+                )
+                logger.info(
+                    "generation retry",
+                    extra={
+                        "provider": self.name,
+                        "code": failure.code,
+                        "attempt": attempt + 1,
+                        "delay": delay,
+                    },
+                )
+                self.sleep(delay)
+                attempt += 1
+
+
+class OpenAIGenerator(_ModelGenerator):
+    """Chat completions with ``stream=true`` through the official ``openai`` SDK.
+
+    Any OpenAI-compatible endpoint works (``openai_base_url``: OpenAI, Azure OpenAI's v1 API, vLLM,
+    Ollama, LiteLLM). The SDK's own retries are off so that one policy applies (``_ModelGenerator``);
+    the read timeout bounds the wait for each piece of the stream. Usage is requested with
+    ``stream_options.include_usage`` and reported as ``None`` by servers that do not send it.
+    """
+
+    name = "openai"
+
+    def __init__(self, settings: Settings, *, client: Any = None, **kwargs: Any):
+        super().__init__(settings, **kwargs)
+        self.client = client or _openai_client(settings)
+
+    def _attempt(self, prompt: Prompt) -> Iterator[GenerationEvent]:
+        options: dict[str, Any] = {}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        stream = self.client.chat.completions.create(
+            model=self.model,
+            messages=[
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": prompt.user},
+            ],
+            stream=True,
+            stream_options={"include_usage": True},
+            max_tokens=self.max_tokens,
+            **options,
+        )
+        with closing(stream):
+            finish_reason = None
+            usage = None
+            for chunk in stream:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices or ():
+                    if choice.index != 0:
+                        continue
+                    text = choice.delta.content if choice.delta is not None else None
+                    if text:
+                        yield TextDelta(text)
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+            if finish_reason is None:
+                # The connection ended without [DONE] or a finish reason: the answer is cut short.
+                raise ProviderFailure(
+                    "the generation provider's stream ended before the answer was complete",
+                    code="generation_unavailable",
+                    retryable=True,
+                )
+        yield UsageReport(
+            self._usage(
+                getattr(usage, "prompt_tokens", None),
+                getattr(usage, "completion_tokens", None),
+                finish_reason,
+            )
+        )
+
+    def _classify(self, error: Exception) -> ProviderFailure:
+        import openai
+
+        if isinstance(error, openai.APITimeoutError):
+            return ProviderFailure(_TIMED_OUT, code="generation_timeout", retryable=True)
+        if isinstance(error, openai.APIConnectionError):
+            return ProviderFailure(_UNREACHABLE, code="generation_unavailable", retryable=True)
+        if isinstance(error, openai.APIStatusError):
+            return _status_failure(
+                error.status_code, _short(error.message), _retry_after(error.response.headers)
+            )
+        if isinstance(error, openai.APIError):  # an error event inside the stream
+            return ProviderFailure(
+                f"the generation provider reported an error ({_short(error.message)})",
+                code="generation_failed",
+                retryable=True,
+            )
+        return ProviderFailure(
+            f"the generation provider failed ({type(error).__name__})",
+            code="generation_failed",
+            retryable=False,
+        )
+
+
+class BedrockGenerator(_ModelGenerator):
+    """Amazon Bedrock ConverseStream (``bedrock-runtime``), model id ``generation_model``.
+
+    The prompt's system instruction goes in ``system``, the fenced sources and question in one user
+    message. botocore's own retries are off so that one policy applies (``_ModelGenerator``); errors
+    inside the event stream (throttling, model stream errors) arrive as ``EventStreamError``.
+    """
+
+    name = "bedrock"
+
+    _RETRYABLE_CODES = frozenset(
+        {
+            "ThrottlingException",
+            "TooManyRequestsException",
+            "ServiceUnavailableException",
+            "InternalServerException",
+            "ModelTimeoutException",
+            "ModelNotReadyException",
+            "ModelStreamErrorException",
+            "RequestTimeout",
+            "throttlingException",
+            "serviceUnavailableException",
+            "internalServerException",
+            "modelStreamErrorException",
+        }
+    )
+
+    def __init__(self, settings: Settings, *, client: Any = None, **kwargs: Any):
+        super().__init__(settings, **kwargs)
+        self.client = client or _bedrock_client(settings)
+
+    def _attempt(self, prompt: Prompt) -> Iterator[GenerationEvent]:
+        inference: dict[str, Any] = {"maxTokens": self.max_tokens}
+        if self.temperature is not None:
+            inference["temperature"] = self.temperature
+        response = self.client.converse_stream(
+            modelId=self.model,
+            system=[{"text": prompt.system}],
+            messages=[{"role": "user", "content": [{"text": prompt.user}]}],
+            inferenceConfig=inference,
+        )
+        stream = response["stream"]
+        with closing(stream):
+            stop_reason = None
+            usage: dict[str, Any] = {}
+            for event in stream:
+                if "contentBlockDelta" in event:
+                    text = event["contentBlockDelta"].get("delta", {}).get("text")
+                    if text:
+                        yield TextDelta(text)
+                elif "messageStop" in event:
+                    stop_reason = event["messageStop"].get("stopReason")
+                elif "metadata" in event:
+                    usage = event["metadata"].get("usage") or {}
+            if stop_reason is None:
+                raise ProviderFailure(
+                    "the generation provider's stream ended before the answer was complete",
+                    code="generation_unavailable",
+                    retryable=True,
+                )
+        yield UsageReport(self._usage(usage.get("inputTokens"), usage.get("outputTokens"), stop_reason))
+
+    def _classify(self, error: Exception) -> ProviderFailure:
+        from botocore.exceptions import (
+            ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+        )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        if isinstance(error, ReadTimeoutError | ConnectTimeoutError):
+            return ProviderFailure(_TIMED_OUT, code="generation_timeout", retryable=True)
+        if isinstance(error, EndpointConnectionError | BotoConnectionError):
+            return ProviderFailure(_UNREACHABLE, code="generation_unavailable", retryable=True)
+        if isinstance(error, ClientError):
+            code = error.response.get("Error", {}).get("Code", "")
+            message = error.response.get("Error", {}).get("Message", "") or code
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code.lower().startswith("throttling") or code == "TooManyRequestsException":
+                status = 429
+            elif code in self._RETRYABLE_CODES and (status is None or status < 500):
+                status = 503
+            return _status_failure(status, _short(f"{code}: {message}"))
+        return ProviderFailure(
+            f"the generation provider failed ({type(error).__name__})",
+            code="generation_failed",
+            retryable=False,
+        )
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (an HTTP date is left to the backoff)."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+# ---------------------------------------------------------------------------------- clients, factory
+
+_clients: dict[tuple, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _cached_client(key: tuple, create: Callable[[], Any]) -> Any:
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = create()
+    return client
+
+
+def _openai_client(settings: Settings) -> Any:
+    """One SDK client per process and configuration: its connection pool outlives a request."""
+    secret = settings.openai_api_key.get_secret_value()
+    key = (
+        "openai",
+        settings.openai_base_url,
+        hashlib.sha256(secret.encode()).hexdigest(),
+        settings.generation_connect_timeout_seconds,
+        settings.generation_read_timeout_seconds,
+    )
+
+    def create() -> Any:
+        import openai
+
+        return openai.OpenAI(
+            api_key=secret,
+            base_url=settings.openai_base_url,
+            timeout=openai.Timeout(
+                settings.generation_read_timeout_seconds, connect=settings.generation_connect_timeout_seconds
+            ),
+            max_retries=0,
+        )
+
+    return _cached_client(key, create)
+
+
+def _bedrock_client(settings: Settings) -> Any:
+    key = (
+        "bedrock",
+        settings.aws_region,
+        settings.aws_endpoint_url,
+        settings.generation_connect_timeout_seconds,
+        settings.generation_read_timeout_seconds,
+    )
+
+    def create() -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "bedrock-runtime",
+            region_name=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=settings.generation_connect_timeout_seconds,
+                read_timeout=settings.generation_read_timeout_seconds,
+            ),
+        )
+
+    return _cached_client(key, create)
+
+
+def reset_generation_clients() -> None:
+    """Forget the cached provider clients (tests)."""
+    with _clients_lock:
+        _clients.clear()
+
+
+def get_generator(
+    embedder: Embedder, provider: str | None = None, settings: Settings | None = None
+) -> Generator:
+    """The configured generator (``provider`` defaults to ``settings.generation_provider``)."""
+    if settings is None:
+        from .config import get_settings
+
+        settings = get_settings()
+    provider = provider or settings.generation_provider
+    if provider == "extractive":
+        return ExtractiveGenerator(embedder)
+    if provider == "openai":
+        return OpenAIGenerator(settings)
+    if provider == "bedrock":
+        return BedrockGenerator(settings)
+    raise ValueError(f"unknown generation provider {provider!r}")

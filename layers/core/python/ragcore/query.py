@@ -7,6 +7,7 @@ in the order the stream sends them, and ``answer`` collects them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +36,15 @@ def answer_events(
     sources = dense_search(principal.org_id, query_vector, top_k, filters)
     yield QueryEvent("sources", {"sources": [s.to_dict() for s in sources]})
     usage: dict[str, Any] = {}
-    for event in get_generator(embedder, settings.generation_provider).stream(question, sources):
-        if isinstance(event, TextDelta):
-            yield QueryEvent("token", {"text": event.text})
-        elif isinstance(event, UsageReport):
-            usage = event.usage
+    # closing(): when the consumer stops early (the client went away), the provider's stream is closed
+    # at once, not whenever the garbage collector gets to it.
+    generator = get_generator(embedder, settings.generation_provider, settings)
+    with closing(generator.stream(question, sources)) as events:
+        for event in events:
+            if isinstance(event, TextDelta):
+                yield QueryEvent("token", {"text": event.text})
+            elif isinstance(event, UsageReport):
+                usage = event.usage
     yield QueryEvent("done", {"usage": {**usage, "retrieved_chunks": len(sources)}})
 
 
