@@ -131,10 +131,13 @@ class LocalStack:
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=region)
         self.queue_urls = _ensure_queues(sqs, template, stage)
 
+        # A function whose handler is a start script (run.sh) runs under the Lambda Web Adapter in AWS:
+        # here its ASGI app is served directly (asgi_routes below), with neither a handler to load nor
+        # the adapter's variables.
+        specs = {name: spec for name, spec in template.functions.items() if not spec.handler.endswith(".sh")}
+
         # The functions' environment: the template's, with local values and the user's exports.
-        overrides = {
-            key: env[key] for fn in template.functions.values() for key in fn.environment if key in env
-        }
+        overrides = {key: env[key] for fn in specs.values() for key in fn.environment if key in env}
         overrides.update(
             STAGE=stage,
             DATABASE_URL=app_url,
@@ -144,7 +147,7 @@ class LocalStack:
             AWS_ENDPOINT_URL=endpoint,
         )
         merged: dict[str, str] = {}
-        for fn in template.functions.values():
+        for fn in specs.values():
             for key, value in resolve_environment(template, fn, overrides, self.queue_urls).items():
                 if merged.get(key, value) != value:
                     log.warning(
@@ -162,9 +165,7 @@ class LocalStack:
         _apply_migrations(owner_url)
 
         # (d) functions and the gateway; (e) one poller per SQS event source.
-        self.functions = {
-            name: LocalFunction(spec, cfg.root, region) for name, spec in template.functions.items()
-        }
+        self.functions = {name: LocalFunction(spec, cfg.root, region) for name, spec in specs.items()}
         for function in self.functions.values():
             function.load()  # cold start now, not on the first request; failures become 502s
 

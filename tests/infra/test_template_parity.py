@@ -29,8 +29,6 @@ AWS_TO_LOCAL = {
     "OPENAI_API_KEY_SECRET_ARN": "OPENAI_API_KEY",
 }
 LOCAL_ONLY = {"AWS_ENDPOINT_URL"}  # moto/LocalStack endpoint override; AWS uses the real endpoints
-ADAPTER_ONLY_PREFIXES = ("AWS_LWA_",)  # Lambda Web Adapter plumbing of the stream function in AWS
-ADAPTER_ONLY = {"AWS_LAMBDA_EXEC_WRAPPER"}
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +55,7 @@ def local():
             "runtime": props.get("Runtime", globals_fn.get("Runtime")),
             "architectures": props.get("Architectures", globals_fn.get("Architectures", ["x86_64"])),
             "env": set(env),
+            "env_values": env,
             "routes": {
                 (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
                 for e in events.values()
@@ -68,11 +67,7 @@ def local():
 
 
 def normalise_aws(keys: set[str]) -> set[str]:
-    return {
-        AWS_TO_LOCAL.get(k, k)
-        for k in keys
-        if k not in ADAPTER_ONLY and not k.startswith(ADAPTER_ONLY_PREFIXES)
-    }
+    return {AWS_TO_LOCAL.get(k, k) for k in keys}
 
 
 def normalise_local(keys: set[str]) -> set[str]:
@@ -122,3 +117,12 @@ def test_same_sqs_event_source(local, dev):
     assert consumers == {"ingest"}
     (event,) = local["ingest"]["sqs"]
     assert event.get("FunctionResponseTypes") == mapping["Properties"]["FunctionResponseTypes"]
+
+
+def test_same_web_adapter_settings_for_the_stream_function(local, dev):
+    if "stream" not in local:
+        pytest.skip("no stream function yet")
+    aws = dev.function("stream")[1]["Properties"]["Environment"]["Variables"]
+    adapter = {k: v for k, v in aws.items() if k.startswith("AWS_LWA_") or k == "AWS_LAMBDA_EXEC_WRAPPER"}
+    assert adapter
+    assert {k: str(local["stream"]["env_values"][k]) for k in adapter} == adapter

@@ -371,9 +371,11 @@ def test_template_functions_queue_and_event_source():
     template = load_template(REPO / "template-local.yaml")
     assert set(template.functions) == {
         "AuthFunction", "DocumentsFunction", "QueryFunction", "IngestFunction", "MigrateFunction",
+        "StreamFunction",
     }  # fmt: skip
     for spec in template.functions.values():
-        assert spec.handler == "handler.lambda_handler"
+        # The stream function's handler is the Lambda Web Adapter's start script.
+        assert spec.handler == ("run.sh" if spec.name == "StreamFunction" else "handler.lambda_handler")
         assert spec.code_uri.startswith("functions/")
     (source,) = template.functions["IngestFunction"].sqs_events
     assert source.batch_size == 10
