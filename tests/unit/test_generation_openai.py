@@ -8,6 +8,7 @@ events the test sets.
 from __future__ import annotations
 
 import json
+import select
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +63,8 @@ class FakeOpenAI:
     ("stream", chunks, ending)                   SSE chunks, then ending: "done" ([DONE]),
                                                  "error" (an error object in the stream), "cut" (close)
     ("stream_then_wait", chunks)                 SSE chunks, then wait for the client to go away
+    ("drip",)                                    a token every 10 ms, like a model, until the client
+                                                 goes away (a backstop ends it after 30 s)
     """
 
     def __init__(self, script: list[tuple]):
@@ -99,6 +102,9 @@ class FakeOpenAI:
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
+                if entry[0] == "drip":
+                    self._drip()
+                    return
                 for item in entry[1]:
                     self.wfile.write(f"data: {json.dumps(item)}\n\n".encode())
                     self.wfile.flush()
@@ -125,6 +131,20 @@ class FakeOpenAI:
                     self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
                 self.wfile.flush()
 
+            def _drip(self):
+                for n in range(3000):
+                    try:
+                        self.wfile.write(f"data: {json.dumps(chunk(f'w{n} '))}\n\n".encode())
+                        self.wfile.flush()
+                        fake.dripped = n + 1
+                        readable, _, _ = select.select([self.connection], [], [], 0.01)
+                        if readable and self.connection.recv(1) == b"":
+                            break
+                    except (BrokenPipeError, ConnectionResetError):
+                        break
+                fake.client_went_away.set()
+
+        self.dripped = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
