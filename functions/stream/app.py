@@ -42,6 +42,7 @@ from starlette.routing import Route
 
 MAX_BODY_BYTES = 256 * 1024  # a question is at most 4,000 characters; filters are small
 PING_SECONDS = 15  # SSE comment lines keep idle proxies from closing a slow answer
+SEP = "\n"  # line ends of the SSE frames (the format allows \n, \r\n or \r)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _END = object()
@@ -80,7 +81,9 @@ def _next(events: Iterator[query.QueryEvent]) -> Any:
 
 
 def _sse(kind: str, data: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(data, ensure_ascii=False, separators=(",", ":")), event=kind)
+    return ServerSentEvent(
+        data=json.dumps(data, ensure_ascii=False, separators=(",", ":")), event=kind, sep=SEP
+    )
 
 
 async def _stream(
@@ -154,7 +157,7 @@ async def query_stream(request: Request) -> Response:
     if first is _END:  # answer_events always yields sources first; never reached
         return error_response(500, "internal_error", "internal server error")
     return EventSourceResponse(
-        _stream(first, events, context), headers=SSE_HEADERS, ping=PING_SECONDS, sep="\n"
+        _stream(first, events, context), headers=SSE_HEADERS, ping=PING_SECONDS, sep=SEP
     )
 
 
