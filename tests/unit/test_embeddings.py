@@ -24,8 +24,13 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def local(tmp_path_factory) -> LocalEmbedder:
-    return LocalEmbedder(cache_dir=tmp_path_factory.mktemp("models"))
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def local(cache_dir) -> LocalEmbedder:
+    return LocalEmbedder(cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +144,12 @@ def test_length_batches_limits():
         assert len(batch) * max(lengths[i] for i in batch) <= 600 or len(batch) == 1
 
 
-def test_cached_build_is_reused(tmp_path):
+def test_cached_build_is_reused(local, cache_dir):
     from ragcore.embeddings.onnx_build import cached_model_path, ensure_model
 
-    path = ensure_model(cache_dir=tmp_path)
-    assert path == cached_model_path(cache_dir=tmp_path)
+    path = cached_model_path(cache_dir=cache_dir)
+    assert local.model_path == path and path.is_file()
     mtime = path.stat().st_mtime_ns
-    assert ensure_model(cache_dir=tmp_path).stat().st_mtime_ns == mtime
-    assert not list(tmp_path.glob("*.tmp"))
+    assert ensure_model(cache_dir=cache_dir) == path
+    assert path.stat().st_mtime_ns == mtime  # not rebuilt
+    assert not list(cache_dir.glob("*.tmp"))  # no leftovers of the atomic write
