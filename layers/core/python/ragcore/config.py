@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     embedding_provider: Literal["local", "openai", "bedrock"] = "local"
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     embedding_dimensions: int = 384
+    # Where the local provider keeps the ONNX models it builds from the packaged weights
+    # (default ~/.cache/ragcore/models, or the temp dir when home is not writable, as in Lambda).
+    model_cache_dir: str | None = None
     generation_provider: Literal["extractive", "openai", "bedrock"] = "extractive"
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr = SecretStr("")

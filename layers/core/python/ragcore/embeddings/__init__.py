@@ -71,9 +71,8 @@ def _config_key(settings: Settings) -> tuple:
 
 
 def _model_cache_setting(settings: Settings) -> str | None:
-    """The build cache directory from the settings (field ``model_cache_dir``) when it exists, else
-    None: :func:`ragcore.embeddings.onnx_build.model_cache_dir` then reads $MODEL_CACHE_DIR."""
-    return getattr(settings, "model_cache_dir", None) or None
+    """The build cache directory configured in the settings, or None for the default location."""
+    return settings.model_cache_dir or None
 
 
 def _create(settings: Settings) -> Embedder:

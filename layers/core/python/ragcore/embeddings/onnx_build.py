@@ -41,7 +41,6 @@ import numpy as np
 from ragcore.embeddings.weights import WEIGHTS_SHA256, BertConfig, load_config, load_weights
 
 BUILD_VERSION = "1"
-CACHE_ENV = "MODEL_CACHE_DIR"
 _OPSET = 17
 
 
@@ -137,16 +136,15 @@ def quantize_weight(w: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, n
 
 
 def model_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Where built models are cached: the argument, else $MODEL_CACHE_DIR, else ~/.cache/ragcore/models.
+    """Where built models are cached: the argument (settings' MODEL_CACHE_DIR), else ~/.cache/ragcore/models.
 
     When the home directory is not writable (AWS Lambda: only the temporary directory is), falls back to
     ``<tempdir>/ragcore-models``.
     """
-    chosen = explicit or os.environ.get(CACHE_ENV)
-    if chosen:
-        return Path(chosen).expanduser()
-    home = Path.home() if os.environ.get("HOME") else None
-    if home is not None:
+    if explicit:
+        return Path(explicit).expanduser()
+    with contextlib.suppress(RuntimeError, KeyError):
+        home = Path.home()
         candidate = home / ".cache" / "ragcore" / "models"
         with contextlib.suppress(OSError):
             candidate.mkdir(parents=True, exist_ok=True)
