@@ -37,8 +37,8 @@ test-e2e: venv
 	$(PY) -m pytest -q tests/e2e
 
 lint: venv
-	$(VENV)/bin/ruff check layers functions infra tests bench
-	$(VENV)/bin/ruff format --check layers functions infra tests bench
+	$(VENV)/bin/ruff check layers functions infra tests bench scripts
+	$(VENV)/bin/ruff format --check layers functions infra tests bench scripts
 
 build: venv
 	$(PY) infra/build_assets.py

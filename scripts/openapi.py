@@ -28,6 +28,40 @@ def _resolver(function: str):
     return module.app
 
 
+def _stream_operation(sync_operation: dict) -> dict:
+    """The streamed query (served by the stream function's ASGI app, not a Powertools route): the same
+    request body as the synchronous query, answered with Server-Sent Events."""
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "tags": ["stream"],
+        "summary": "Answer a question, streamed as Server-Sent Events",
+        "description": (
+            'Events, in order: `sources` (data {"sources": [...]}), '
+            'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}}); '
+            "a failure after the stream started ends it with `error` "
+            '(data {"code", "message"}). Each data line is JSON.'
+        ),
+        "operationId": "query_stream",
+        "security": [{"bearer": []}],
+        "requestBody": sync_operation["requestBody"],
+        "responses": {
+            "200": {
+                "description": "The answer as an event stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **{
+                status: {"description": description, **error}
+                for status, description in (
+                    ("400", "Malformed JSON"),
+                    ("401", "Missing or invalid token"),
+                    ("413", "Body too large"),
+                    ("422", "Invalid question"),
+                )
+            },
+        },
+    }
+
+
 def build_openapi() -> dict:
     """The merged OpenAPI document of every API function, with bearer auth and the error body."""
     merged: dict = {
@@ -61,6 +95,9 @@ def build_openapi() -> dict:
                     operation["security"] = [{"bearer": []}]
             merged["paths"].setdefault(path, {}).update(operations)
         merged["components"]["schemas"].update(document.get("components", {}).get("schemas", {}))
+    merged["paths"]["/api/v1/query"] = {
+        "post": _stream_operation(merged["paths"]["/api/v1/query/sync"]["post"])
+    }
     merged["paths"] = dict(sorted(merged["paths"].items()))
     merged["components"]["schemas"] = dict(sorted(merged["components"]["schemas"].items()))
     return merged

@@ -29,7 +29,7 @@ import anyio
 import anyio.to_thread
 from pydantic import ValidationError
 from ragcore import query
-from ragcore.api import HTTP_STATUS, QueryRequest, _describe_validation_errors
+from ragcore.api import QueryRequest, describe_validation_errors, http_status
 from ragcore.auth import principal_from_authorization
 from ragcore.errors import RagError, RateLimited
 from ragcore.observability import logger
@@ -55,7 +55,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 def _rag_error_response(exc: RagError) -> Response:
     headers = {"Retry-After": str(exc.retry_after_seconds)} if isinstance(exc, RateLimited) else None
-    return error_response(HTTP_STATUS.get(type(exc), 400), exc.code, exc.message, headers)
+    return error_response(http_status(exc), exc.code, exc.message, headers)
 
 
 class _TooLarge(Exception):
@@ -142,7 +142,7 @@ async def query_stream(request: Request) -> Response:
         body = QueryRequest.model_validate(payload)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        return error_response(422, "validation_error", _describe_validation_errors(errors))
+        return error_response(422, "validation_error", describe_validation_errors(errors))
 
     context = {"org_id": str(principal.org_id), "user_id": str(principal.user_id)}
     events = query.answer_events(principal, body.question, body.top_k, body.filters)

@@ -57,3 +57,28 @@ def test_no_sources_gives_the_no_answer_message():
 def test_sentence_splitting_and_word_groups():
     assert split_sentences("One two. Three four!\n\nFive six") == ["One two.", "Three four!", "Five six"]
     assert "".join(word_groups("a b c d e f g", 3)) == "a b c d e f g"
+
+
+def test_only_the_most_promising_sentences_are_embedded():
+    class CountingEmbedder(BagOfWordsEmbedder):
+        def embed(self, texts):
+            self.sizes = [*getattr(self, "sizes", []), len(texts)]
+            return super().embed(texts)
+
+    filler = " ".join(f"Sentence number {i} is about topic {i}." for i in range(60))
+    embedder = CountingEmbedder()
+    generator = ExtractiveGenerator(embedder, max_candidates=16)
+    chosen = generator.select(
+        "Which topic has the refund policy?", [source(filler + " The refund policy lasts 30 days.")]
+    )
+    assert embedder.sizes == [17]  # the question and 16 candidates
+    assert chosen[0][0] == "The refund policy lasts 30 days."
+
+
+def test_weakly_related_sentences_are_left_out():
+    sources = [
+        source("The refund policy lasts thirty days for every order. Our office cat is called Biscuit.")
+    ]
+    text, _, _ = run("How long does the refund policy last?", sources)
+    assert "refund policy" in text
+    assert "Biscuit" not in text

@@ -23,6 +23,7 @@ def test_every_documented_route_is_described():
         ("delete", "/api/v1/documents/{document_id}"),
         ("post", "/api/v1/documents/{document_id}/reingest"),
         ("post", "/api/v1/query/sync"),
+        ("post", "/api/v1/query"),
         ("get", "/api/v1/health"),
     }
     assert {(m, p) for p, ops in paths.items() for m in ops} == expected

@@ -39,6 +39,15 @@ HTTP_STATUS: dict[type[RagError], int] = {
     ServiceUnavailable: 503,
 }
 
+
+def http_status(exc: RagError) -> int:
+    """The HTTP status of a domain error, subclasses included."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
@@ -118,7 +127,8 @@ def json_response(status: int, body: Any) -> Response:
     return Response(status_code=status, content_type="application/json", body=json.dumps(body))
 
 
-def _describe_validation_errors(errors: list[dict[str, Any]]) -> str:
+def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
+    """One readable line naming each invalid field (at most ten)."""
     parts = []
     for err in errors[:10]:
         location = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
@@ -135,14 +145,14 @@ def create_resolver() -> APIGatewayRestResolver:
         headers = None
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(exc.retry_after_seconds)}
-        return error_response(HTTP_STATUS.get(type(exc), 400), exc.code, exc.message, headers)
+        return error_response(http_status(exc), exc.code, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "bad_request", "request body is not valid JSON")
-        return error_response(422, "validation_error", _describe_validation_errors(errors))
+        return error_response(422, "validation_error", describe_validation_errors(errors))
 
     @app.exception_handler(UnicodeDecodeError)
     def _undecodable_body(_exc: UnicodeDecodeError) -> Response:

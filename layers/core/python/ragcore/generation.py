@@ -116,45 +116,63 @@ class ExtractiveGenerator:
 
     Each sentence is scored by embedding similarity to the question and by the share of the question's
     content terms it contains; the best few are given in order of relevance, each with its citation.
+    Only the most promising sentences are embedded (by term overlap and by their chunk's similarity), so
+    the cost stays flat however long the chunks are. A further sentence joins the answer only if it
+    scores close to the best one.
     """
 
     name = "extractive"
 
-    def __init__(self, embedder: Embedder, max_sentences: int = 3, max_words: int = 120):
+    def __init__(
+        self,
+        embedder: Embedder,
+        max_sentences: int = 3,
+        max_words: int = 120,
+        max_candidates: int = 16,
+        min_relative_score: float = 0.8,
+    ):
         self.embedder = embedder
         self.max_sentences = max_sentences
         self.max_words = max_words
+        self.max_candidates = max_candidates
+        self.min_relative_score = min_relative_score
 
     def select(self, question: str, sources: Sequence[Source]) -> list[tuple[str, int]]:
         """The chosen (sentence, citation number) pairs, best first."""
-        candidates: list[tuple[str, int]] = []
+        question_terms = content_terms(question)
+        seen: set[str] = set()
+        candidates: list[tuple[str, int, float]] = []  # sentence, citation number, term overlap
         for number, source in enumerate(sources, start=1):
             for sentence in split_sentences(source.content):
-                if len(sentence.split()) >= 3:
-                    candidates.append((sentence, number))
+                key = sentence.lower()
+                if len(sentence.split()) < 3 or key in seen:  # overlapping chunks repeat sentences
+                    continue
+                seen.add(key)
+                overlap = (
+                    len(question_terms & content_terms(sentence)) / len(question_terms)
+                    if question_terms
+                    else 0.0
+                )
+                candidates.append((sentence, number, overlap))
         if not candidates:
             return []
-        vectors = self.embedder.embed([question] + [s for s, _ in candidates])
+        if len(candidates) > self.max_candidates:
+            promise = [overlap + 0.5 * sources[number - 1].score for _, number, overlap in candidates]
+            keep = sorted(np.argsort(promise, kind="stable")[::-1][: self.max_candidates])
+            candidates = [candidates[i] for i in keep]
+        vectors = self.embedder.embed([question] + [sentence for sentence, _, _ in candidates])
         similarity = vectors[1:] @ vectors[0]
-        question_terms = content_terms(question)
-        lexical = np.array(
-            [
-                len(question_terms & content_terms(s)) / len(question_terms) if question_terms else 0.0
-                for s, _ in candidates
-            ]
-        )
-        score = 0.75 * similarity + 0.25 * lexical
+        score = 0.75 * similarity + 0.25 * np.array([overlap for _, _, overlap in candidates])
         chosen: list[tuple[str, int]] = []
-        seen: set[str] = set()
         words = 0
+        best = None
         for i in np.argsort(-score, kind="stable"):
-            sentence, number = candidates[i]
-            key = sentence.lower()
-            if key in seen:  # overlapping chunks repeat sentences
-                continue
-            if chosen and words + len(sentence.split()) > self.max_words:
+            sentence, number, _ = candidates[i]
+            best = score[i] if best is None else best
+            if chosen and (
+                score[i] < self.min_relative_score * best or words + len(sentence.split()) > self.max_words
+            ):
                 break
-            seen.add(key)
             chosen.append((sentence, number))
             words += len(sentence.split())
             if len(chosen) == self.max_sentences:
