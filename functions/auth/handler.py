@@ -7,6 +7,7 @@ from ragcore.api import (
     CreateUserRequest,
     LoginRequest,
     RegisterRequest,
+    as_json_request,
     authenticate,
     create_resolver,
     json_response,
@@ -51,4 +52,4 @@ def delete_user(user_id: str):
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    return app.resolve(as_json_request(event), context)

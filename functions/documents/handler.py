@@ -6,7 +6,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore import documents
-from ragcore.api import CreateDocumentRequest, authenticate, create_resolver, json_response, parse_id
+from ragcore.api import (
+    CreateDocumentRequest,
+    as_json_request,
+    authenticate,
+    create_resolver,
+    json_response,
+    parse_id,
+)
 from ragcore.observability import logger
 
 app = create_resolver()
@@ -46,4 +53,4 @@ def reingest_document(document_id: str):
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    return app.resolve(as_json_request(event), context)

@@ -3,7 +3,7 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore import query
-from ragcore.api import QueryRequest, authenticate, create_resolver
+from ragcore.api import QueryRequest, as_json_request, authenticate, create_resolver
 from ragcore.observability import logger
 
 app = create_resolver()
@@ -21,4 +21,4 @@ def health():
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    return app.resolve(as_json_request(event), context)

@@ -170,6 +170,22 @@ def create_resolver() -> APIGatewayRestResolver:
     return app
 
 
+def as_json_request(event: dict[str, Any]) -> dict[str, Any]:
+    """The proxy event with its body declared as JSON, whatever Content-Type the client sent.
+
+    Every body of this API is JSON; `curl -d` says application/x-www-form-urlencoded and other clients
+    say text/plain or nothing. Reading them all as JSON gives one clear outcome (400 for malformed JSON,
+    422 for invalid fields) instead of a form parse of a JSON document.
+    """
+    if not event.get("body"):
+        return event
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
+    headers["Content-Type"] = "application/json"
+    multi["Content-Type"] = ["application/json"]
+    return {**event, "headers": headers, "multiValueHeaders": multi}
+
+
 def authenticate(app: APIGatewayRestResolver) -> Principal:
     """The verified caller of the current request; its org id is added to every log line."""
     principal = principal_from_authorization(app.current_event.headers.get("Authorization"))
