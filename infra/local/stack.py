@@ -124,8 +124,11 @@ class LocalStack:
         # (b) the JWT secret.
         jwt_secret = env.get("JWT_SECRET") or load_or_create_jwt_secret(data_dir)
 
-        # (c) SQS: moto in this process, unless AWS_ENDPOINT_URL names LocalStack or AWS.
-        endpoint = env.get("AWS_ENDPOINT_URL") or self._start_moto()
+        # (c) SQS: moto in this process, unless AWS_ENDPOINT_URL names LocalStack or AWS. moto is announced
+        # to SQS clients only (AWS_ENDPOINT_URL_SQS), so that Bedrock or Secrets Manager calls still reach
+        # AWS when a provider needs them.
+        user_endpoint = env.get("AWS_ENDPOINT_URL")
+        endpoint = user_endpoint or self._start_moto()
         import boto3
 
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=region)
@@ -157,6 +160,8 @@ class LocalStack:
                     )
                 merged.setdefault(key, value)
         # All functions share this process, so they share one environment.
+        if not user_endpoint:
+            merged.pop("AWS_ENDPOINT_URL", None)
         self._setenv(**{**merged, "AWS_ENDPOINT_URL_SQS": endpoint})
         if "POWERTOOLS_TRACE_DISABLED" not in env:
             self._setenv(POWERTOOLS_TRACE_DISABLED="true")  # no X-Ray daemon here
