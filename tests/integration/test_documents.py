@@ -242,3 +242,26 @@ def test_oversized_upload_is_413(platform, monkeypatch):
     )
     assert result.status == 413
     assert result.body["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"name": "x", "content": "before\\u0000after"}',
+        b'{"name": "nul\\u0000name", "content": "text"}',
+        b'{"name": "x", "content": "text", "metadata": {"k\\u0000": "v"}}',
+        b'{"name": "x", "content": "lone \\ud800 surrogate"}',
+    ],
+)
+def test_text_postgres_cannot_store_is_422(platform, raw):
+    org = platform.register()
+    result = platform.request("POST", "/api/v1/documents", raw_body=raw, token=org["token"])
+    assert result.status == 422, result.body
+    assert result.body["error"]["code"] == "validation_error"
+    assert platform.request("GET", "/api/v1/documents", token=org["token"]).body["items"] == []
+
+
+def test_registration_with_nul_characters_is_422(platform):
+    raw = b'{"org_name": "Acme\\u0000", "email": "nul@example.com", "password": "long-enough"}'
+    result = platform.request("POST", "/api/v1/auth/register", raw_body=raw)
+    assert result.status == 422

@@ -98,3 +98,11 @@ def test_json_body_is_read_whatever_the_content_type(platform, tenant, content_t
     response = platform.functions[match.route.function].invoke(event)
     assert response["statusCode"] == 200, response["body"]
     assert "forty-five minutes" in json.loads(response["body"])["answer"]
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"question": "nul \\u0000 here"}', b'{"question": "x", "filters": {"k": "\\u0000"}}']
+)
+def test_questions_postgres_cannot_take_are_422(platform, tenant, raw):
+    result = platform.request("POST", "/api/v1/query/sync", raw_body=raw, token=tenant["token"])
+    assert result.status == 422, result.body

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .auth import Principal, principal_from_authorization
 from .errors import (
@@ -51,9 +51,38 @@ def http_status(exc: RagError) -> int:
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
+def _storable_text_problem(value: Any) -> str | None:
+    """Why ``value`` (or a string inside it) cannot be stored as PostgreSQL text or jsonb, if it cannot."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "text must not contain NUL (\\u0000) characters"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text must be valid Unicode (no unpaired surrogate escapes)"
+        return None
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        return None
+    return next((problem for item in items if (problem := _storable_text_problem(item))), None)
+
+
 class StrictModel(BaseModel):
     # Unknown fields are refused so that a misspelt option ("topk") is reported, not silently ignored.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @model_validator(mode="after")
+    def _text_is_storable(self):
+        # JSON can carry NUL characters and lone surrogates, which PostgreSQL (and UTF-8) cannot hold:
+        # refused here as invalid input rather than failing later as a database error.
+        for name in type(self).model_fields:
+            problem = _storable_text_problem(getattr(self, name))
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        return self
 
 
 def _password_fits_bcrypt(value: str) -> str:
