@@ -1,0 +1,38 @@
+"""The README's quick start, run as written (bash and curl) against the local stack."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+DEFAULT_API = "http://127.0.0.1:8080/api/v1"
+
+
+def quick_start_script() -> str:
+    section = README.read_text().split("## Quick start", 1)[1]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the quick start uses curl")
+def test_quick_start_runs_as_written(base_url):
+    script = quick_start_script()
+    assert f"API={DEFAULT_API}" in script, "the quick start must talk to the default port"
+    script = script.replace(f"API={DEFAULT_API}", f"API={base_url}/api/v1")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    outputs = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    document = json.loads(outputs[0])["document"]
+    assert document["status"] == "ready" and document["name"] == "handbook.txt"
+    answer = json.loads(outputs[1])
+    assert "twenty-five days of paid vacation" in answer["answer"]
+    assert answer["sources"][0]["document_name"] == "handbook.txt"
+    # The streamed answer: sources first, tokens, then done.
+    events = re.findall(r"^event: (\w+)", result.stdout, re.M)
+    assert events[0] == "sources" and events[-1] == "done" and "token" in events
