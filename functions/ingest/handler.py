@@ -4,7 +4,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore.ingest import ingest_document
-from ragcore.observability import logger
+from ragcore.observability import MetricUnit, logger, metrics
 from ragcore.queue import parse_message
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -15,11 +15,14 @@ def record_handler(record: SQSRecord) -> str:
     logger.append_keys(org_id=str(org_id), document_id=str(document_id))
     outcome = ingest_document(org_id, document_id)
     logger.info("document processed", extra={"outcome": outcome.value})
+    metrics.add_metric(name=f"Documents{outcome.value.capitalize()}", unit=MetricUnit.Count, value=1)
     return outcome.value
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=len(event.get("Records") or []))
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -17,6 +17,9 @@ from infra.constructs.service_function import ServiceFunction
 FIVE_MINUTES = Duration.minutes(5)
 
 
+METRICS_NAMESPACE = "RagPlatform"  # POWERTOOLS_METRICS_NAMESPACE of every function
+
+
 class Observability(Construct):
     def __init__(
         self,
@@ -74,6 +77,20 @@ class Observability(Construct):
             ingest.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
             1,
             "The ingest function failed whole invocations (not single records)",
+        )
+        # Emitted by the ingest function (Powertools Metrics, EMF) for each document that ends failed:
+        # partial batch failures never fail the invocation, so Lambda's Errors metric cannot see them.
+        alarm(
+            "IngestDocumentsFailed",
+            cw.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name="DocumentsFailed",
+                dimensions_map={"service": "ingest"},
+                period=FIVE_MINUTES,
+                statistic="Sum",
+            ),
+            1,
+            "Documents ended 'failed' (unreadable content, or ingestion gave up after its attempts)",
         )
         dlq_depth = dead_letter_queue.metric_approximate_number_of_messages_visible(
             period=FIVE_MINUTES, statistic="Maximum"

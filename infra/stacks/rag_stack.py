@@ -15,7 +15,7 @@ from infra.constructs.database import Database
 from infra.constructs.ingestion import Ingestion
 from infra.constructs.migrations import Migrations
 from infra.constructs.network import Network
-from infra.constructs.observability import Observability
+from infra.constructs.observability import METRICS_NAMESPACE, Observability
 from infra.constructs.service_function import UNZIPPED_LIMIT_BYTES, ServiceFunction
 from infra.constructs.storage import Storage
 from infra.constructs.stream import HANDLER as STREAM_HANDLER
@@ -157,7 +157,7 @@ class RagPlatformStack(Stack):
             "QUEUE_URL": self.ingestion.queue.queue_url,
             "EMBEDDING_PROVIDER": cfg.embedding_provider,
             "GENERATION_PROVIDER": cfg.generation_provider,
-            "POWERTOOLS_METRICS_NAMESPACE": "RagPlatform",
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
         sizes = {

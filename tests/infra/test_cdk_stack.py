@@ -469,3 +469,12 @@ def test_no_secret_values_in_the_template(dev, full):
             for key, value in env_of(synth, service).items():
                 if key.endswith("_SECRET_ARN"):
                     assert isinstance(value, dict), (service, key)  # a reference to a secret, not a value
+
+
+def test_failed_documents_alarm_watches_the_ingest_functions_metric(dev):
+    alarms = [a["Properties"] for a in dev.resources("AWS::CloudWatch::Alarm").values()]
+    failed = [a for a in alarms if a.get("MetricName") == "DocumentsFailed"]
+    assert len(failed) == 1
+    assert failed[0]["Namespace"] == "RagPlatform"
+    assert failed[0]["Dimensions"] == [{"Name": "service", "Value": "ingest"}]
+    assert failed[0]["Threshold"] == 1 and failed[0]["AlarmActions"]

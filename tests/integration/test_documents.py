@@ -1,3 +1,4 @@
+import json
 import uuid
 
 import pytest
@@ -88,7 +89,7 @@ def test_poison_message_fails_alone_and_ends_in_the_dead_letter_queue(platform):
     platform.sqs.delete_message(QueueUrl=platform.dlq_url, ReceiptHandle=dead[0]["ReceiptHandle"])
 
 
-def test_document_whose_ingestion_keeps_failing_ends_failed_not_processing(platform, monkeypatch):
+def test_document_whose_ingestion_keeps_failing_ends_failed_not_processing(platform, monkeypatch, capsys):
     org = platform.register()
     doc = upload(platform, org["token"])
 
@@ -100,6 +101,8 @@ def test_document_whose_ingestion_keeps_failing_ends_failed_not_processing(platf
     failed = get(platform, org["token"], doc["id"]).body["document"]
     assert failed["status"] == "failed"
     assert "embedding provider unreachable" in failed["error"]
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any(m.get("DocumentsFailed") == [1.0] or m.get("DocumentsFailed") == 1.0 for m in emitted), emitted
     assert platform.sqs.receive_message(QueueUrl=platform.dlq_url).get("Messages") is None
     monkeypatch.undo()
     assert (
