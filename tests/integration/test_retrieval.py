@@ -4,7 +4,6 @@ import uuid
 
 import numpy as np
 import pytest
-
 from ragcore.chunking import Chunk
 from ragcore.db import tenant_transaction
 from ragcore.ingest import ClaimedDocument, PgDocumentStore
