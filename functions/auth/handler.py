@@ -11,6 +11,7 @@ from ragcore.api import (
     authenticate,
     create_resolver,
     json_response,
+    no_content,
     parse_id,
 )
 from ragcore.observability import logger
@@ -47,7 +48,7 @@ def list_users():
 @app.delete("/api/v1/users/<user_id>")
 def delete_user(user_id: str):
     auth.delete_user(authenticate(app), parse_id(user_id, "user"))
-    return json_response(204, None)
+    return no_content()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -12,6 +12,7 @@ from ragcore.api import (
     authenticate,
     create_resolver,
     json_response,
+    no_content,
     parse_id,
 )
 from ragcore.observability import logger
@@ -42,7 +43,7 @@ def get_document(document_id: str):
 @app.delete("/api/v1/documents/<document_id>")
 def delete_document(document_id: str):
     documents.delete_document(authenticate(app), parse_id(document_id, "document"))
-    return json_response(204, None)
+    return no_content()
 
 
 @app.post("/api/v1/documents/<document_id>/reingest")

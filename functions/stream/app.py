@@ -29,7 +29,7 @@ import anyio
 import anyio.to_thread
 from pydantic import ValidationError
 from ragcore import query
-from ragcore.api import QueryRequest, describe_validation_errors, http_status
+from ragcore.api import QueryRequest, describe_validation_errors, http_status, parse_json_body
 from ragcore.auth import principal_from_authorization
 from ragcore.errors import RagError, RateLimited
 from ragcore.observability import logger
@@ -135,7 +135,7 @@ async def query_stream(request: Request) -> Response:
     except ClientDisconnect:
         return Response(status_code=400)
     try:
-        payload = json.loads(raw)
+        payload = parse_json_body(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return error_response(400, "bad_request", "request body is not valid JSON")
     try:

@@ -126,7 +126,19 @@ def test_invalid_body_is_422_before_any_stream(stream_url, tenant, body):
     assert response.json()["error"]["code"] == "validation_error"
 
 
-@pytest.mark.parametrize("raw", [b'{"question": ', b"\xff\xfe", b""])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"question": ',
+        b"\xff\xfe",
+        b"",
+        b'{"question": "x", "filters": {"a": NaN}}',
+        b'{"question": "x", "filters": {"a": 1e999}}',
+        b'{"question": "x", "top_k": 1' + b"0" * 5000 + b"}",
+        b"[" * 100_000 + b"]" * 100_000,
+        '{"question": "utf-16"}'.encode("utf-16"),
+    ],
+)
 def test_malformed_json_is_400(stream_url, tenant, raw):
     response = httpx.post(
         f"{stream_url}/api/v1/query", content=raw, headers={"Authorization": f"Bearer {tenant}"}

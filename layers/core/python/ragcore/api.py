@@ -4,6 +4,7 @@ domain errors become HTTP responses with the documented error body."""
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from http import HTTPStatus
 from typing import Any, Literal
@@ -51,23 +52,58 @@ def http_status(exc: RagError) -> int:
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-def _storable_text_problem(value: Any) -> str | None:
-    """Why ``value`` (or a string inside it) cannot be stored as PostgreSQL text or jsonb, if it cannot."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "text must not contain NUL (\\u0000) characters"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "text must be valid Unicode (no unpaired surrogate escapes)"
-        return None
-    if isinstance(value, dict):
-        items = [*value.keys(), *value.values()]
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    else:
-        return None
-    return next((problem for item in items if (problem := _storable_text_problem(item))), None)
+MAX_JSON_DEPTH = 32  # nesting allowed inside metadata and filters
+
+
+def _storable_problem(value: Any) -> str | None:
+    """Why ``value`` (or anything inside it) cannot be stored as PostgreSQL text or jsonb, if it cannot.
+
+    Iterative, so a deeply nested value is reported rather than exhausting the stack.
+    """
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "text must not contain NUL (\\u0000) characters"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "text must be valid Unicode (no unpaired surrogate escapes)"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "numbers must be finite"
+        elif isinstance(item, dict | list | tuple):
+            if depth >= MAX_JSON_DEPTH:
+                return f"values must not nest deeper than {MAX_JSON_DEPTH} levels"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else list(item)
+            pending.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _reject_non_finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {literal[:40]}")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json_body(body: str | bytes) -> Any:
+    """Parse a request body as strict JSON (UTF-8; no NaN or Infinity, no numbers out of range).
+
+    Every failure, including nesting beyond the parser's depth and integers beyond Python's digit limit,
+    is a ``json.JSONDecodeError``, which the API reports as 400.
+    """
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        return json.loads(text, parse_float=_reject_non_finite, parse_constant=_reject_constant)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
+        raise json.JSONDecodeError(f"invalid JSON: {type(exc).__name__}", "", 0) from exc
 
 
 class StrictModel(BaseModel):
@@ -79,7 +115,7 @@ class StrictModel(BaseModel):
         # JSON can carry NUL characters and lone surrogates, which PostgreSQL (and UTF-8) cannot hold:
         # refused here as invalid input rather than failing later as a database error.
         for name in type(self).model_fields:
-            problem = _storable_text_problem(getattr(self, name))
+            problem = _storable_problem(getattr(self, name))
             if problem:
                 raise ValueError(f"{name}: {problem}")
         return self
@@ -151,6 +187,11 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     )
 
 
+def no_content() -> Response:
+    """204, with no body at all (HTTP forbids one)."""
+    return Response(status_code=204, body="")
+
+
 def json_response(status: int, body: Any) -> Response:
     """A JSON response with an explicit status."""
     return Response(status_code=status, content_type="application/json", body=json.dumps(body))
@@ -167,7 +208,7 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
 
 def create_resolver() -> APIGatewayRestResolver:
     """An API Gateway REST resolver with request validation and the platform's error mapping."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
 
     @app.exception_handler(RagError)
     def _domain_error(exc: RagError) -> Response:

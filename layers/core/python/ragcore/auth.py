@@ -95,18 +95,29 @@ def verify_token(token: str, settings: Settings | None = None) -> Principal:
         return Principal(user_id=uuid.UUID(claims["sub"]), org_id=uuid.UUID(claims["org_id"]), role=role)
     except jwt.ExpiredSignatureError as exc:
         raise Unauthenticated("token expired") from exc
-    except (jwt.InvalidTokenError, ValueError, TypeError, KeyError) as exc:
+    except (jwt.InvalidTokenError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise Unauthenticated("invalid token") from exc
 
 
 def principal_from_authorization(header: str | None) -> Principal:
-    """Parse ``Authorization: Bearer <jwt>`` and verify it."""
+    """Parse ``Authorization: Bearer <jwt>``, verify it, and confirm its user still exists.
+
+    The role comes from the database, not the token: a deleted user's tokens stop working at once, and a
+    changed role applies from the next request.
+    """
     if not header:
         raise Unauthenticated("missing Authorization header")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Authorization header must be 'Bearer <token>'")
-    return verify_token(token.strip())
+    claimed = verify_token(token.strip())
+    with tenant_transaction(claimed.org_id) as conn:
+        row = conn.execute(
+            "SELECT role FROM users WHERE org_id = %s AND id = %s", (claimed.org_id, claimed.user_id)
+        ).fetchone()
+    if row is None:
+        raise Unauthenticated("user no longer exists")
+    return Principal(user_id=claimed.user_id, org_id=claimed.org_id, role=row["role"])
 
 
 def _user_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -87,9 +87,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """The (created_at, id) position a cursor points after; BadRequest for anything malformed."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, document_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(document_id)
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        position = json.loads(raw)
+        if not (
+            isinstance(position, list) and len(position) == 2 and all(isinstance(p, str) for p in position)
+        ):
+            raise ValueError("a cursor is a pair of strings")
+        return datetime.fromisoformat(position[0]), uuid.UUID(position[1])
+    except (ValueError, TypeError, RecursionError, binascii.Error) as exc:
         raise BadRequest("invalid cursor") from exc
 
 
