@@ -19,6 +19,34 @@ PUBLIC_OPERATIONS = {
     ("get", "/api/v1/health"),
 }
 
+# What each operation answers besides the errors every operation may give (401 when authenticated, 400
+# and 422 when it takes a body): its success status and its own error statuses (DESIGN.md's API table).
+OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
+    ("post", "/api/v1/auth/register"): (201, (409,)),
+    ("post", "/api/v1/auth/login"): (200, (401,)),
+    ("get", "/api/v1/me"): (200, ()),
+    ("post", "/api/v1/users"): (201, (403, 409)),
+    ("get", "/api/v1/users"): (200, ()),
+    ("delete", "/api/v1/users/{user_id}"): (204, (403, 404, 409)),
+    ("post", "/api/v1/documents"): (202, (413, 503)),
+    ("get", "/api/v1/documents"): (200, (400, 422)),
+    ("get", "/api/v1/documents/{document_id}"): (200, (404,)),
+    ("delete", "/api/v1/documents/{document_id}"): (204, (403, 404)),
+    ("post", "/api/v1/documents/{document_id}/reingest"): (202, (404, 503)),
+    ("post", "/api/v1/query/sync"): (200, (503,)),
+    ("get", "/api/v1/health"): (200, ()),
+}
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request (invalid JSON, bad cursor)",
+    401: "Missing, invalid or expired token (login: wrong e-mail or password)",
+    403: "The caller's role does not allow this",
+    404: "No such resource in the caller's organisation",
+    409: "Conflicts with existing state",
+    413: "Content too large",
+    422: "Invalid fields or parameters",
+    503: "A dependency (queue, model provider) is unavailable; retry later",
+}
+
 
 def _resolver(function: str):
     path = ROOT / "functions" / function / "handler.py"
@@ -62,6 +90,29 @@ def _stream_operation(sync_operation: dict) -> dict:
     }
 
 
+def _document_statuses(method: str, path: str, operation: dict) -> None:
+    """Replace the framework's default 200/422 with the statuses the operation really answers."""
+    success, own_errors = OPERATION_STATUSES[(method, path)]
+    generated = operation.get("responses", {})
+    ok = generated.get("200", {"description": "Successful Response"})
+    responses: dict = {}
+    if success == 204:
+        responses["204"] = {"description": "Done; no content"}
+    else:
+        responses[str(success)] = {**ok, "description": "Success"}
+    errors = set(own_errors)
+    if (method, path) not in PUBLIC_OPERATIONS:
+        errors.add(401)
+    if "requestBody" in operation:
+        errors |= {400, 422}
+    for status in sorted(errors):
+        responses[str(status)] = {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    operation["responses"] = responses
+
+
 def build_openapi() -> dict:
     """The merged OpenAPI document of every API function, with bearer auth and the error body."""
     merged: dict = {
@@ -93,8 +144,13 @@ def build_openapi() -> dict:
                 operation["tags"] = [function]
                 if (method, path) not in PUBLIC_OPERATIONS:
                     operation["security"] = [{"bearer": []}]
+                _document_statuses(method, path, operation)
             merged["paths"].setdefault(path, {}).update(operations)
-        merged["components"]["schemas"].update(document.get("components", {}).get("schemas", {}))
+        schemas = document.get("components", {}).get("schemas", {})
+        # Validation failures are answered with the platform's Error body, not the framework's.
+        for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+            schemas.pop(unused, None)
+        merged["components"]["schemas"].update(schemas)
     merged["paths"]["/api/v1/query"] = {
         "post": _stream_operation(merged["paths"]["/api/v1/query/sync"]["post"])
     }
