@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 import traceback
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,60 +23,107 @@ class FunctionError(RuntimeError):
 
 
 class LocalFunction:
-    """One function, one warm execution environment.
+    """One function and its warm execution environments, the way Lambda scales a function out.
 
-    Invocations are serialised per function, as Lambda runs one event at a time per environment:
-    handler modules keep per-invocation state in globals (Powertools resolvers, logger keys) and
-    would mix concurrent requests up otherwise.
+    An environment runs one event at a time (handler modules keep per-invocation state in globals:
+    Powertools resolvers, batch processors), so each environment is its own import of the handler file.
+    Concurrent requests get concurrent environments, up to ``max_environments`` (Lambda's concurrency
+    limit, small here); beyond that they wait for one to be free. Idle environments are reused, newest
+    first, as Lambda prefers warm ones.
     """
 
-    def __init__(self, spec: FunctionSpec, root: Path, region: str = "us-east-1"):
+    def __init__(self, spec: FunctionSpec, root: Path, region: str = "us-east-1", max_environments: int = 4):
         self.spec = spec
         self.root = root
         self.region = region
-        self._lock = threading.Lock()
-        self._handler: Any = None
+        self.max_environments = max_environments
+        self._available = threading.Condition()
+        self._idle: list[Any] = []  # handlers of warm environments not serving a request
+        self._environments = 0
         self._load_error: str | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def load(self) -> bool:
-        """Imports the handler module (the cold start). A failure is kept and reported per invocation."""
+    @property
+    def idle_handlers(self) -> list[Any]:
+        """The handlers of the warm environments not serving a request, most recently used last."""
+        with self._available:
+            return list(self._idle)
+
+    def _cold_start(self) -> Any:
+        """Imports the handler module for a new environment; None (error kept) when it cannot load."""
         module_name, _, attribute = self.spec.handler.rpartition(".")
         code_dir = (self.root / self.spec.code_uri).resolve()
         path = code_dir / (module_name.replace(".", "/") + ".py")
+        unique = f"_lambda_{self.spec.name}_{module_name.replace('.', '_')}_{uuid.uuid4().hex[:8]}"
         try:
-            module = _import_file(f"_lambda_{self.spec.name}_{module_name.replace('.', '_')}", path, code_dir)
-            self._handler = getattr(module, attribute)
-            self._load_error = None
+            module = _import_file(unique, path, code_dir)
+            handler = getattr(module, attribute)
         except Exception as exc:  # any import-time failure is the function's, not the stack's
             shown = path.relative_to(self.root) if path.is_relative_to(self.root) else path
             self._load_error = f"cannot load {shown}: {exc!r}"
             log.error("%s: %s\n%s", self.name, self._load_error, traceback.format_exc())
-            return False
-        return True
+            return None
+        self._load_error = None
+        return handler
+
+    def load(self) -> bool:
+        """Starts one warm environment ahead of the first request. A failure is reported per invocation."""
+        with self._available:
+            if self._idle:
+                return True
+            self._environments += 1
+        handler = self._cold_start()
+        with self._available:
+            if handler is None:
+                self._environments -= 1
+            else:
+                self._idle.append(handler)
+            self._available.notify()
+        return handler is not None
+
+    def _acquire(self) -> Any:
+        with self._available:
+            while not self._idle and self._environments >= self.max_environments:
+                self._available.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._environments += 1
+        handler = self._cold_start()
+        if handler is None:
+            with self._available:
+                self._environments -= 1
+                self._available.notify()
+            raise FunctionError(self._load_error)
+        return handler
+
+    def _release(self, handler: Any) -> None:
+        with self._available:
+            self._idle.append(handler)
+            self._available.notify()
 
     def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
-        with self._lock:
-            if self._handler is None and not self.load():
-                raise FunctionError(self._load_error)
-            context = LambdaContext(
-                function_name=self.spec.name,
-                memory_limit_in_mb=str(self.spec.memory_size),
-                timeout_seconds=self.spec.timeout,
-                region=self.region,
-            )
-            if request_id:
-                context.aws_request_id = request_id
-            try:
-                return self._handler(event, context)
-            except Exception as exc:
-                log.error(
-                    "%s raised (request %s)\n%s", self.name, context.aws_request_id, traceback.format_exc()
-                )
-                raise FunctionError(f"{self.name} raised {type(exc).__name__}: {exc}") from exc
+        handler = self._acquire()
+        context = LambdaContext(
+            function_name=self.spec.name,
+            memory_limit_in_mb=str(self.spec.memory_size),
+            timeout_seconds=self.spec.timeout,
+            region=self.region,
+        )
+        if request_id:
+            context.aws_request_id = request_id
+        try:
+            return handler(event, context)
+        except Exception as exc:
+            log.error("%s raised (request %s)\n%s", self.name, context.aws_request_id, traceback.format_exc())
+            raise FunctionError(f"{self.name} raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._release(handler)
+
+
+_IMPORT_LOCK = threading.Lock()  # cold starts in parallel must not interleave their sys.path changes
 
 
 def _import_file(module_name: str, path: Path, code_dir: Path) -> ModuleType:
@@ -86,6 +134,11 @@ def _import_file(module_name: str, path: Path, code_dir: Path) -> ModuleType:
     """
     if not path.is_file():
         raise FileNotFoundError(f"no handler file at {path}")
+    with _IMPORT_LOCK:
+        return _import_file_locked(module_name, path, code_dir)
+
+
+def _import_file_locked(module_name: str, path: Path, code_dir: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

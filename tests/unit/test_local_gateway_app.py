@@ -267,7 +267,7 @@ def test_a_raising_handler_deletes_nothing(sqs, tmp_path, functions):
 def _handler_module(function):
     import sys
 
-    return sys.modules[function._handler.__module__]
+    return sys.modules[function.idle_handlers[-1].__module__]
 
 
 def _count(sqs, url):
@@ -277,3 +277,41 @@ def _count(sqs, url):
     return int(attributes["ApproximateNumberOfMessages"]) + int(
         attributes["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+def test_concurrent_requests_get_their_own_environments(tmp_path):
+    import threading
+
+    from infra.local.functions import LocalFunction
+    from infra.local.template import FunctionSpec
+
+    code = tmp_path / "slow"
+    code.mkdir()
+    (code / "handler.py").write_text(
+        "def lambda_handler(event, context):\n"
+        "    event['barrier'].wait(timeout=10)\n"
+        "    return id(lambda_handler)\n"
+    )
+    spec = FunctionSpec(
+        name="slow",
+        code_uri="slow",
+        handler="handler.lambda_handler",
+        timeout=10,
+        memory_size=128,
+        environment={},
+    )
+    function = LocalFunction(spec, tmp_path, max_environments=3)
+    barrier = threading.Barrier(3)  # passes only if three invocations run at the same time
+    results: list = []
+    threads = [
+        threading.Thread(target=lambda: results.append(function.invoke({"barrier": barrier})))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=15)
+    assert len(results) == 3 and len(set(results)) == 3  # three environments, each its own module
+    assert len(function.idle_handlers) == 3
+    function.invoke({"barrier": threading.Barrier(1)})
+    assert len(function.idle_handlers) == 3  # warm ones are reused, no fourth cold start
