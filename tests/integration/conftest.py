@@ -49,6 +49,23 @@ class Platform:
         ingest = next(f for f in self.functions.values() if f.spec.sqs_events)
         self.poller = SqsPoller(self.sqs, queue_url, ingest, ingest.spec.sqs_events[0], region=REGION)
 
+    def invoke(
+        self, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"", query: str = ""
+    ) -> dict[str, Any]:
+        """The function's raw proxy response to exactly these headers and body."""
+        match = self.routes.match(method, path)
+        assert match.status is MatchStatus.FOUND, f"{method} {path} is not a route of the template"
+        event = build_proxy_event(
+            method=method,
+            path=path,
+            route=match.route,
+            path_parameters=match.path_parameters,
+            headers=headers,
+            query_string=query,
+            body=body,
+        )
+        return self.functions[match.route.function].invoke(event)
+
     def request(
         self,
         method: str,
@@ -58,22 +75,11 @@ class Platform:
         query: str = "",
         raw_body: bytes | None = None,
     ) -> HttpResult:
-        match = self.routes.match(method, path)
-        assert match.status is MatchStatus.FOUND, f"{method} {path} is not a route of the template"
         headers = [("Content-Type", "application/json"), ("Host", "localhost")]
         if token:
             headers.append(("Authorization", f"Bearer {token}"))
         payload = raw_body if raw_body is not None else (b"" if body is None else json.dumps(body).encode())
-        event = build_proxy_event(
-            method=method,
-            path=path,
-            route=match.route,
-            path_parameters=match.path_parameters,
-            headers=headers,
-            query_string=query,
-            body=payload,
-        )
-        response = self.functions[match.route.function].invoke(event)
+        response = self.invoke(method, path, headers, payload, query)
         text = response.get("body") or ""
         return HttpResult(
             response["statusCode"], json.loads(text) if text else None, response.get("headers") or {}

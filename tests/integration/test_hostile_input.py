@@ -123,16 +123,7 @@ def test_a_deleted_users_token_stops_working_everywhere(platform):
 def test_204_responses_have_no_body(platform):
     org = platform.register()
     doc = upload(platform, org["token"])
-    match = platform.routes.match("DELETE", f"/api/v1/documents/{doc['id']}")
-    from infra.local.events import build_proxy_event
-
-    event = build_proxy_event(
-        method="DELETE",
-        path=f"/api/v1/documents/{doc['id']}",
-        route=match.route,
-        path_parameters=match.path_parameters,
-        headers=[("Authorization", f"Bearer {org['token']}")],
-    )
-    response = platform.functions[match.route.function].invoke(event)
+    headers = [("Authorization", f"Bearer {org['token']}")]
+    response = platform.invoke("DELETE", f"/api/v1/documents/{doc['id']}", headers)
     assert response["statusCode"] == 204
     assert not response.get("body")

@@ -81,21 +81,11 @@ def test_health_needs_no_token(platform):
 def test_json_body_is_read_whatever_the_content_type(platform, tenant, content_type):
     import json
 
-    from infra.local.events import build_proxy_event
-
-    match = platform.routes.match("POST", "/api/v1/query/sync")
     headers = [("Authorization", f"Bearer {tenant['token']}")]
     if content_type:
         headers.append(("Content-Type", content_type))
-    event = build_proxy_event(
-        method="POST",
-        path="/api/v1/query/sync",
-        route=match.route,
-        path_parameters={},
-        headers=headers,
-        body=json.dumps({"question": "How long do I bake the apple pie?"}).encode(),
-    )
-    response = platform.functions[match.route.function].invoke(event)
+    body = json.dumps({"question": "How long do I bake the apple pie?"}).encode()
+    response = platform.invoke("POST", "/api/v1/query/sync", headers, body)
     assert response["statusCode"] == 200, response["body"]
     assert "forty-five minutes" in json.loads(response["body"])["answer"]
 

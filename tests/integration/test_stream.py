@@ -243,8 +243,8 @@ def test_tokens_are_sent_as_produced_not_buffered(stream_url, tenant, use_genera
     ]
 
 
-def test_client_disconnect_closes_the_generator(stream_url, tenant, use_generator):
-    generator = use_generator(EndlessGenerator())
+def read_three_tokens_then_disconnect(stream_url: str, tenant: str) -> None:
+    """Start a stream, read its sources and three tokens, and close the connection mid-answer."""
     with (
         httpx.Client(timeout=30) as client,
         connect_sse(
@@ -255,6 +255,11 @@ def test_client_disconnect_closes_the_generator(stream_url, tenant, use_generato
         events = source.iter_sse()
         assert next(events).event == "sources"
         assert [next(events).event for _ in range(3)] == ["token"] * 3
+
+
+def test_client_disconnect_closes_the_generator(stream_url, tenant, use_generator):
+    generator = use_generator(EndlessGenerator())
+    read_three_tokens_then_disconnect(stream_url, tenant)
     # The connection is closed here, mid-answer.
     # Closed means finished: a closed Python generator never produces again.
     assert generator.closed.wait(10), "the generator was left running after the client went away"
@@ -337,15 +342,6 @@ def test_openai_error_mid_stream_is_an_error_event_and_a_503_for_sync(
 def test_disconnect_closes_the_providers_connection(stream_url, tenant, openai_provider):
     """The whole chain: client gone -> stream app -> answer_events -> OpenAIGenerator -> HTTP to the model."""
     server = openai_provider(("drip",))
-    with (
-        httpx.Client(timeout=30) as client,
-        connect_sse(
-            client, "POST", f"{stream_url}/api/v1/query", json={"question": QUESTION},
-            headers={"Authorization": f"Bearer {tenant}"},
-        ) as source,
-    ):  # fmt: skip
-        events = source.iter_sse()
-        assert next(events).event == "sources"
-        assert [next(events).event for _ in range(3)] == ["token"] * 3
+    read_three_tokens_then_disconnect(stream_url, tenant)
     assert server.client_went_away.wait(10), "the model was still streaming to the server"
     assert server.dripped < 1000

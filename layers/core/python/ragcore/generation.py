@@ -23,6 +23,7 @@ import random
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .embeddings import Embedder, backoff_delay
+from .embeddings.bedrock import BEDROCK_RETRYABLE_CODES
 from .errors import ServiceUnavailable
 from .observability import logger
 from .prompting import NO_ANSWER, Prompt, build_prompt
@@ -241,7 +243,7 @@ _TIMED_OUT = "the generation provider did not answer in time"
 _UNREACHABLE = "the generation provider is unreachable"
 
 
-class _ModelGenerator:
+class _ModelGenerator(ABC):
     """The retry and error policy shared by the model-backed providers (see the module docstring).
 
     Subclasses implement ``_attempt`` (one provider call, streamed) and ``_classify`` (an exception of
@@ -266,11 +268,13 @@ class _ModelGenerator:
         self.sleep = sleep
         self.rng = rng
 
+    @abstractmethod
     def _attempt(self, prompt: Prompt) -> Iterator[GenerationEvent]:
-        raise NotImplementedError
+        """One provider call, streamed as generation events."""
 
+    @abstractmethod
     def _classify(self, error: Exception) -> ProviderFailure:
-        raise NotImplementedError
+        """The provider SDK's exception as a retryable or final failure."""
 
     def _usage(self, input_tokens: int | None, output_tokens: int | None, stop_reason: str | None) -> dict:
         return {
@@ -431,22 +435,15 @@ class BedrockGenerator(_ModelGenerator):
 
     name = "bedrock"
 
-    _RETRYABLE_CODES = frozenset(
-        {
-            "ThrottlingException",
-            "TooManyRequestsException",
-            "ServiceUnavailableException",
-            "InternalServerException",
-            "ModelTimeoutException",
-            "ModelNotReadyException",
-            "ModelStreamErrorException",
-            "RequestTimeout",
-            "throttlingException",
-            "serviceUnavailableException",
-            "internalServerException",
-            "modelStreamErrorException",
-        }
-    )
+    # The invoke errors every Bedrock call may return, plus those only the ConverseStream event stream
+    # sends (its exception shapes arrive lower-camel-cased inside the stream).
+    _RETRYABLE_CODES = BEDROCK_RETRYABLE_CODES | {
+        "ModelStreamErrorException",
+        "throttlingException",
+        "serviceUnavailableException",
+        "internalServerException",
+        "modelStreamErrorException",
+    }
 
     def __init__(self, settings: Settings, *, client: Any = None, **kwargs: Any):
         super().__init__(settings, **kwargs)

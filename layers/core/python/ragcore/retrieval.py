@@ -48,9 +48,10 @@ def dense_search(
         params["meta"] = Jsonb(metadata_filter)
     with tenant_transaction(org_id) as conn:
         conn.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true)", (str(max(settings.hnsw_ef_search, top_k)),)
+            "SELECT set_config('hnsw.ef_search', %s, true),"
+            " set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            (str(max(settings.hnsw_ef_search, top_k)),),
         )
-        conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         rows = conn.execute(
             f"""WITH nearest AS MATERIALIZED (
                     SELECT c.document_id, c.chunk_index, c.content, c.embedding <=> %(q)s AS distance

@@ -16,15 +16,18 @@ if TYPE_CHECKING:
 
 TITAN_V2 = "amazon.titan-embed-text-v2:0"
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
-_RETRYABLE_CODES = {
-    "ThrottlingException",
-    "TooManyRequestsException",
-    "ServiceUnavailableException",
-    "InternalServerException",
-    "ModelTimeoutException",
-    "ModelNotReadyException",
-    "RequestTimeout",
-}
+# Error codes of bedrock-runtime worth retrying (throttling, transient service and model faults).
+BEDROCK_RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "ModelTimeoutException",
+        "ModelNotReadyException",
+        "RequestTimeout",
+    }
+)
 
 
 class BedrockEmbedder:
@@ -81,7 +84,9 @@ class BedrockEmbedder:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            retryable = code in _RETRYABLE_CODES or (status is not None and status >= 500) or status == 429
+            retryable = (
+                code in BEDROCK_RETRYABLE_CODES or (status is not None and status >= 500) or status == 429
+            )
             raise EmbeddingProviderError(
                 f"Bedrock {code or status}: {error}", retryable=retryable, status=status
             ) from error
