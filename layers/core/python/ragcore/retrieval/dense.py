@@ -1,31 +1,17 @@
-"""Finding the chunks of a tenant that best match a question."""
+"""Dense retrieval: the tenant's chunks nearest to the question's embedding (pgvector, cosine)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from pgvector import HalfVector
 from psycopg.types.json import Jsonb
 
-from .config import get_settings
-from .db import tenant_transaction
-
-
-@dataclass(frozen=True)
-class Source:
-    """One retrieved chunk, as returned to clients in ``sources``."""
-
-    document_id: str
-    document_name: str
-    chunk_index: int
-    content: str
-    score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from ..config import get_settings
+from ..db import tenant_transaction
+from .types import Source
 
 
 def dense_search(
