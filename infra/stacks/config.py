@@ -17,6 +17,14 @@ GENERATION_PROVIDERS = ("extractive", "openai", "bedrock")
 # Lambda Web Adapter (public layer, published per region by AWS Labs in account 753240598075).
 LWA_ACCOUNT = "753240598075"
 LWA_DEFAULT_VERSION = 25
+# Unzipped size counted for that layer by the stack's size check (Lambda counts it against the function's
+# 262,144,000 bytes like any layer, but a layer referenced by ARN has no files here to measure). An upper
+# bound, not a measurement: the layer holds /opt/bootstrap (a shell script) and
+# /opt/extensions/lambda-adapter, one binary built with the adapter's release profile (strip, lto,
+# codegen-units = 1 in its Cargo.toml), a few MB; `aws lambda get-layer-version-by-arn` reports only the
+# zipped CodeSize. Replace it with `du -sb /opt/bootstrap /opt/extensions` measured inside a function
+# that has only this layer.
+LWA_LAYER_UNZIPPED_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)

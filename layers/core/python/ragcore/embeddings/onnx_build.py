@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,16 +153,20 @@ def model_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     return Path(tempfile.gettempdir()) / "ragcore-models"
 
 
+def variant_digest(variant: str) -> str:
+    """A short digest of a variant's definition: a changed recipe never matches an old build."""
+    import hashlib
+
+    return hashlib.sha256(repr(VARIANTS[variant]).encode()).hexdigest()[:8]
+
+
 def cached_model_path(
     variant: str = DEFAULT_VARIANT,
     cache_dir: str | os.PathLike | None = None,
     weights_sha256: str = WEIGHTS_SHA256,
 ) -> Path:
     """The cache file of a build: weights hash, build version, variant name and a digest of its definition."""
-    import hashlib
-
-    definition = hashlib.sha256(repr(VARIANTS[variant]).encode()).hexdigest()[:8]
-    name = f"minilm-l6-{weights_sha256[:16]}-b{BUILD_VERSION}-{variant}-{definition}.onnx"
+    name = f"minilm-l6-{weights_sha256[:16]}-b{BUILD_VERSION}-{variant}-{variant_digest(variant)}.onnx"
     return model_cache_dir(cache_dir) / name
 
 
@@ -418,15 +422,34 @@ def _atomic_write(target: Path, write) -> None:
             os.unlink(tmp)
 
 
+def needs_calibration(variant: Variant) -> bool:
+    return variant.smooth_alpha is not None or variant.ffn_split > 0
+
+
+def build_checked_models(variants: Sequence[Variant], model_directory: Path | None = None) -> dict:
+    """The checked ONNX graphs of ``variants`` (by name), from one load of the hash-checked weights (and one
+    calibration, shared by the variants that need it). Both the run-time cache and ``make build``'s
+    prebuilt model come from here, so they are the same graphs."""
+    import onnx
+
+    weights, config = load_weights(model_directory), load_config(model_directory)
+    specs = {spec.name: spec for spec in variants}
+    act_max = None
+    if any(needs_calibration(spec) for spec in specs.values()):
+        act_max = activation_scales(weights, config, model_directory)
+    models = {}
+    for name, spec in specs.items():
+        model = build_onnx_model(weights, config, spec, act_max if needs_calibration(spec) else None)
+        onnx.checker.check_model(model)
+        models[name] = model
+    return models
+
+
 def build_model(target: Path, variant: Variant, model_directory: Path | None = None) -> None:
     """Build ``variant`` into ``target`` (atomically). Weights are hash-checked by load_weights."""
     import onnx
 
-    weights, config = load_weights(model_directory), load_config(model_directory)
-    calibrate = variant.smooth_alpha is not None or variant.ffn_split > 0
-    act_max = activation_scales(weights, config, model_directory) if calibrate else None
-    model = build_onnx_model(weights, config, variant, act_max)
-    onnx.checker.check_model(model)
+    model = build_checked_models([variant], model_directory)[variant.name]
     _atomic_write(target, lambda p: onnx.save(model, str(p)))
 
 
@@ -435,9 +458,17 @@ def ensure_model(
     cache_dir: str | os.PathLike | None = None,
     model_directory: Path | None = None,
 ) -> Path:
-    """The path of the built model, building it first if this machine has not yet."""
+    """The path of the model to load: the prebuilt one shipped with the deployment when there is one
+    (hash-checked, see :mod:`ragcore.embeddings.prebuilt`), else this machine's cached build, building it
+    first from the hash-checked weights if this machine has not yet. An explicit ``model_directory``
+    (other weights) always builds."""
+    from ragcore.embeddings import prebuilt
     from ragcore.embeddings.weights import verified_weights_path
 
+    if model_directory is None:
+        shipped = prebuilt.model_path(variant)
+        if shipped is not None:
+            return shipped
     verified_weights_path(model_directory)  # refuse tampered weights even when a build is cached
     spec = VARIANTS[variant]
     target = cached_model_path(variant, cache_dir)

@@ -112,7 +112,12 @@ def load_tokenizer(directory: Path | None = None, *, truncate: bool = True):
     """
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str((directory or model_dir()) / "tokenizer.json"))
+    path = None
+    if directory is None:
+        from ragcore.embeddings.prebuilt import tokenizer_path
+
+        path = tokenizer_path()  # the shipped model's (hash-checked), when there is one
+    tokenizer = Tokenizer.from_file(str(path or (directory or model_dir()) / "tokenizer.json"))
     tokenizer.no_padding()
     if truncate:
         tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
