@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml constraints.txt scripts/build_pgvector.py
 run: venv
 	PORT=$(PORT) DATA_DIR=$(DATA_DIR) $(PY) -m infra.local
 
-test: venv
+# The layer build (skipped when unchanged) lets tests check the real layers' sizes and contents.
+test: venv build
 	$(PY) -m pytest -q tests
 
 test-unit: venv
