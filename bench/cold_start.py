@@ -1,7 +1,7 @@
 """Cold start of an embedding function: importing its handler, then its first embeddings, in a fresh process.
 
-Three ways to get the model, each measured in its own fresh interpreter, in alternating rounds (the
-machine may be shared: a burst of foreign load hits all of them alike):
+Three ways to get the model, each measured in its own fresh interpreter, in rounds that rotate their
+order (the machine may be shared: a burst of foreign load hits all of them alike):
 
 * ``build``    how the layer worked before the model was prebuilt: the safetensors weights are hash-checked
                and the int8 graph (then the float32 one, for the first short text) is built at start into
@@ -96,9 +96,10 @@ def main() -> None:
             "shipped": lambda r: ([handler_dir, work / "layer"], work / f"unused-{r}"),
         }
         results: dict[str, list[dict]] = {name: [] for name in ways}
+        names = list(ways)
         for r in range(args.rounds):
-            for name, setup in ways.items():
-                paths, cache = setup(r)
+            for name in names[r % 3 :] + names[: r % 3]:  # each way takes each position in turn
+                paths, cache = ways[name](r)
                 timing = run_once(paths, cache)
                 if name == "shipped":
                     assert timing["model"].startswith(str(work / "layer")), timing["model"]

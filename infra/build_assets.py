@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import hashlib
 import json
 import os
@@ -99,6 +100,7 @@ NEVER_IMPORTED = {
 # Files that are dead weight in a Lambda layer.
 PRUNE_DIR_NAMES = {"__pycache__"}
 PRUNE_PATHS = (
+    "numpy/f2py",  # the Fortran wrapper generator: a build tool, never imported by numpy itself
     "numpy/_core/tests",
     "numpy/tests",
     "numpy/*/tests",
@@ -289,24 +291,40 @@ def installed_distributions(site: Path) -> set[str]:
     return names
 
 
-def remove_distributions(site: Path, names: set[str]) -> None:
-    """Delete the files of the named distributions (by their RECORD) from ``site``."""
-    for info in list(site.glob("*.dist-info")):
+def distribution_files(site: Path, names: set[str]) -> list[Path]:
+    """The files of the named distributions in ``site`` (their RECORD, the .dist-info folder included)."""
+    files: list[Path] = []
+    for info in site.glob("*.dist-info"):
         m = re.match(r"(.+?)-\d", info.name)
         if not m or _norm(m.group(1)) not in names:
             continue
         record = info / "RECORD"
-        paths = [line.split(",", 1)[0] for line in record.read_text().splitlines()] if record.exists() else []
-        for rel in paths:
-            path = (site / rel).resolve()
-            if path.is_relative_to(site.resolve()) and path.is_file():
-                path.unlink()
-        shutil.rmtree(info, ignore_errors=True)
-    # package folders left empty by the removal
+        for line in record.read_text().splitlines() if record.exists() else []:
+            path = (site / line.split(",", 1)[0]).resolve()
+            if path.is_relative_to(site.resolve()) and path.is_file() and info not in path.parents:
+                files.append(path)
+        files += [p for p in info.rglob("*") if p.is_file()]
+    return files
+
+
+def remove_distributions(site: Path, names: set[str]) -> None:
+    """Delete the files of the named distributions (by their RECORD) from ``site``."""
+    for path in distribution_files(site, names):
+        path.unlink(missing_ok=True)
+    # folders left empty by the removal
     for dirpath, _dirs, _files in sorted(os.walk(site), key=lambda entry: -len(entry[0])):
         with contextlib.suppress(OSError):
             if Path(dirpath) != site:
                 Path(dirpath).rmdir()
+
+
+def shared_with_openai(out: Path) -> set[str]:
+    """Distributions both the "web" folder and the "openai" layer ship (anyio, idna, ...): a stream
+    function that gets the openai layer leaves them out of its code."""
+    web, openai = out / "web" / "python", out / "openai" / "python"
+    if not (web.is_dir() and openai.is_dir()):
+        return set()
+    return installed_distributions(web) & installed_distributions(openai)
 
 
 def build_layer(spec: LayerSpec, out: Path, root: Path = ROOT, exclude: set[str] | None = None) -> None:
@@ -339,12 +357,18 @@ def build_layer(spec: LayerSpec, out: Path, root: Path = ROOT, exclude: set[str]
         shutil.move(str(site), str(final / "python"))
 
 
-def dir_size(path: Path) -> int:
+# What CDK leaves out of the core layer and the function code assets (bytecode the tests leave behind).
+SOURCE_EXCLUDES = ("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", "tests")
+
+
+def dir_size(path: Path, exclude: tuple[str, ...] = ()) -> int:
+    """Bytes of the regular files under ``path``, skipping names matching an ``exclude`` pattern."""
     total = 0
-    for dirpath, _dirs, files in os.walk(path):
+    for dirpath, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not any(fnmatch.fnmatch(d, e) for e in exclude)]
         for f in files:
             p = Path(dirpath) / f
-            if not p.is_symlink():
+            if not p.is_symlink() and not any(fnmatch.fnmatch(f, e) for e in exclude):
                 total += p.stat().st_size
     return total
 
@@ -420,10 +444,16 @@ def function_parts(
     from infra.stacks.config import LWA_LAYER_UNZIPPED_BYTES
 
     names = function_layers(service, local_embedding=local_embedding, openai_generation=openai_generation)
-    parts = {"code": dir_size(root / "functions" / service), "core": dir_size(root / "layers" / "core")}
+    parts = {
+        "code": dir_size(root / "functions" / service, SOURCE_EXCLUDES),
+        "core": dir_size(root / "layers" / "core", SOURCE_EXCLUDES),
+    }
     for name in names:
         size = dir_size(out / name)
         if name == "web":
+            if "openai" in names:
+                shared = shared_with_openai(out)
+                size -= sum(p.stat().st_size for p in distribution_files(out / name / "python", shared))
             parts["code"] += size
         else:
             parts[name] = size
@@ -467,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[build] {name}: {dir_size(path) / 1e6:.1f} MB unzipped")
     core = ROOT / "layers" / "core"
     if core.is_dir():
-        print(f"[build] core: {dir_size(core) / 1e6:.1f} MB unzipped (layers/core, shipped as is)")
+        print(
+            f"[build] core: {dir_size(core, SOURCE_EXCLUDES) / 1e6:.1f} MB unzipped (layers/core, as it is)"
+        )
     if all(stored_hash(out, name) for name in specs):
         print(f"[build] per function, unzipped, against Lambda's {UNZIPPED_LIMIT_BYTES:,} bytes:")
         for openai_generation in (False, True):

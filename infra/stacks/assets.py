@@ -11,7 +11,15 @@ from aws_cdk import AssetHashType
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.build_assets import dir_size, hash_file, inputs_hash, layer_specs, stored_hash
+from infra.build_assets import (
+    dir_size,
+    hash_file,
+    inputs_hash,
+    layer_specs,
+    remove_distributions,
+    shared_with_openai,
+    stored_hash,
+)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORE_EXCLUDES = ["__pycache__", "*.pyc", "*.egg-info"]
@@ -27,10 +35,11 @@ class AssetsNotBuilt(RuntimeError):
 class LayerAsset:
     code: lambda_.Code
     path: Path
+    exclude: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
-        return dir_size(self.path)
+        return dir_size(self.path, self.exclude)
 
 
 class Assets:
@@ -49,10 +58,11 @@ class Assets:
     def has_function(self, service: str) -> bool:
         return self.function_dir(service).is_dir()
 
-    def function_code(self, service: str, *, with_web: bool = False) -> Path:
+    def function_code(self, service: str, *, with_web: bool = False, with_openai: bool = False) -> Path:
         """The folder shipped as the function's code. ``with_web``: the function's own files plus the built
         "web" folder (the ASGI server of the stream function; Lambda's five-layer limit leaves no layer
-        for it), staged afresh at every synthesis so the code is never a stale copy."""
+        for it), staged afresh at every synthesis so the code is never a stale copy. ``with_openai``: the
+        function also gets the openai layer, so what that layer ships is left out here."""
         source = self.function_dir(service)
         if not with_web or self.mode == "stub":
             return source
@@ -61,6 +71,9 @@ class Assets:
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(web, target)
+        if with_openai:
+            self._built_path("openai")
+            remove_distributions(target, shared_with_openai(self.build_dir))
         shutil.copytree(
             source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
@@ -84,7 +97,9 @@ class Assets:
 
     def core(self) -> LayerAsset:
         path = self.root / "layers" / "core"
-        return LayerAsset(lambda_.Code.from_asset(str(path), exclude=CORE_EXCLUDES), path)
+        return LayerAsset(
+            lambda_.Code.from_asset(str(path), exclude=CORE_EXCLUDES), path, tuple(CORE_EXCLUDES)
+        )
 
     def built_layer(self, name: str) -> LayerAsset:
         if self.mode == "stub":

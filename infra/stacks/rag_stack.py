@@ -17,7 +17,7 @@ from infra.constructs.ingestion import Ingestion
 from infra.constructs.migrations import Migrations
 from infra.constructs.network import Network
 from infra.constructs.observability import METRICS_NAMESPACE, Observability
-from infra.constructs.service_function import ServiceFunction, check_unzipped_size
+from infra.constructs.service_function import CODE_EXCLUDES, ServiceFunction, check_unzipped_size
 from infra.constructs.storage import Storage
 from infra.constructs.stream import HANDLER as STREAM_HANDLER
 from infra.constructs.stream import StreamEndpoint, adapter_layer
@@ -209,7 +209,9 @@ class RagPlatformStack(Stack):
                 self,
                 f"{service.capitalize()}Function",
                 service=service,
-                code_dir=assets.function_code(service, with_web="web" in built),
+                code_dir=assets.function_code(
+                    service, with_web="web" in built, with_openai="openai" in built
+                ),
                 description=f"RAG platform ({cfg.stage}): {descriptions[service]}",
                 handler=STREAM_HANDLER if service == "stream" else "handler.lambda_handler",
                 layers=[self.layers[n] for n in layer_names],
@@ -225,7 +227,7 @@ class RagPlatformStack(Stack):
             self.functions[service] = fn
             # Every layer counts, the ones referenced by ARN included (placeholders are tiny: this only
             # bites with the real build, but it runs the same way with both).
-            fn.unzipped_parts = {"code": dir_size(fn.code_dir)} | {
+            fn.unzipped_parts = {"code": dir_size(fn.code_dir, tuple(CODE_EXCLUDES))} | {
                 n: layer_assets[n].size if n in layer_assets else arn_layer_sizes[n] for n in layer_names
             }
             fn.unzipped_bytes = check_unzipped_size(service, fn.unzipped_parts)

@@ -180,17 +180,27 @@ def test_the_stack_counts_the_adapter_layer_at_its_recorded_size(full):
 def test_stream_code_carries_the_web_folder_and_stale_builds_are_refused(tmp_path):
     from infra.stacks.assets import Assets, AssetsNotBuilt
 
-    (tmp_path / "pyproject.toml").write_text('[project]\nname="x"\ndependencies=["starlette"]\n')
+    (tmp_path / "pyproject.toml").write_text('[project]\nname="x"\ndependencies=["starlette", "openai"]\n')
     (tmp_path / "functions" / "stream").mkdir(parents=True)
     (tmp_path / "functions" / "stream" / "app.py").write_text("app = None\n")
     out = tmp_path / "build"
-    (out / "web" / "python" / "starlette").mkdir(parents=True)
-    (out / "web" / "python" / "starlette" / "__init__.py").write_text("")
-    ba.hash_file(out, "web").write_text(ba.inputs_hash(ba.layer_specs(tmp_path)["web"], tmp_path) + "\n")
+    for layer, dists in {"web": ["starlette", "anyio"], "openai": ["openai", "anyio"]}.items():
+        site = out / layer / "python"
+        for dist in dists:
+            (site / dist).mkdir(parents=True)
+            (site / dist / "__init__.py").write_text("")
+            (site / f"{dist}-1.0.dist-info").mkdir()
+            (site / f"{dist}-1.0.dist-info" / "RECORD").write_text(f"{dist}/__init__.py,,\n")
+        spec = ba.layer_specs(tmp_path)[layer]
+        ba.hash_file(out, layer).write_text(ba.inputs_hash(spec, tmp_path) + "\n")
     assets = Assets("built", root=tmp_path, build_dir=out)
     try:
         code = assets.function_code("stream", with_web=True)
         assert (code / "app.py").is_file() and (code / "starlette" / "__init__.py").is_file()
+        assert (code / "anyio" / "__init__.py").is_file()
+        # with the openai layer attached, what it already ships is not shipped twice
+        code = assets.function_code("stream", with_web=True, with_openai=True)
+        assert (code / "starlette" / "__init__.py").is_file() and not (code / "anyio").exists()
         assert assets.function_code("auth") == tmp_path / "functions" / "auth"
         (tmp_path / "pyproject.toml").write_text('[project]\nname="x"\ndependencies=["starlette>=1"]\n')
         with pytest.raises(AssetsNotBuilt, match="make build"):

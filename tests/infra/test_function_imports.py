@@ -150,7 +150,9 @@ print(json.dumps({"modules": sorted(sys.modules), "loaded": {k: sorted(v) for k,
 """
 
 
-def run_function(service: str, layers: dict[str, list[Path]], *, openai_generation: bool = False) -> dict:
+def run_function(
+    service: str, layers: dict[str, list[Path]], home: Path, *, openai_generation: bool = False
+) -> dict:
     names = ba.function_layers(service, openai_generation=openai_generation)
     code = ROOT / "functions" / service
     paths = [code, CORE] + [p for n in ("runtime", *names) for p in layers[n]]
@@ -164,15 +166,15 @@ def run_function(service: str, layers: dict[str, list[Path]], *, openai_generati
         text=True,
         timeout=300,
         cwd=code,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(code), **SETTINGS_ENV},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), **SETTINGS_ENV},  # onnxruntime writes under ~
     )
     assert result.returncode == 0, f"{service} with layers {names}:\n{result.stderr[-3000:]}"
     return json.loads(result.stdout.splitlines()[-1])
 
 
 @pytest.mark.parametrize("service", ba.ALL_SERVICES)
-def test_function_starts_with_only_its_own_layers(service, layers):
-    report = run_function(service, layers)
+def test_function_starts_with_only_its_own_layers(service, layers, tmp_path):
+    report = run_function(service, layers, tmp_path)
     modules = set(report["modules"])
     assert not modules & set(NEVER_LOADED), modules & set(NEVER_LOADED)
     assert not [m for m in modules if m.startswith(NEVER_LOADED_SUBMODULES)]
@@ -187,8 +189,8 @@ def test_function_starts_with_only_its_own_layers(service, layers):
 
 
 @pytest.mark.parametrize("service", ba.GENERATORS)
-def test_generators_get_the_openai_sdk_only_when_they_use_it(service, layers):
-    report = run_function(service, layers, openai_generation=True)
+def test_generators_get_the_openai_sdk_only_when_they_use_it(service, layers, tmp_path):
+    report = run_function(service, layers, tmp_path, openai_generation=True)
     assert "openai" in report["modules"]
     _check_against_build(service, report, openai_generation=True)
 
@@ -197,7 +199,7 @@ def test_a_missing_dependency_fails_the_start(layers, tmp_path):
     """The check is real: without the "web" folder the stream function does not start."""
     crippled = dict(layers, web=[tmp_path])
     with pytest.raises(AssertionError, match="No module named"):
-        run_function("stream", crippled)
+        run_function("stream", crippled, tmp_path)
 
 
 def _check_against_build(service: str, report: dict, *, openai_generation: bool) -> None:
