@@ -59,17 +59,23 @@ def shipped(tmp_path_factory) -> Path:
     return root
 
 
-def test_local_runs_build_the_model_without_what_the_layer_prunes(tmp_path):
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """The run-time build cache, shared so the model is built once for this module."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_local_runs_build_the_model_without_what_the_layer_prunes(cache):
     result = subprocess.run(
-        [sys.executable, "-c", LOCAL, str(tmp_path)], capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", LOCAL, str(cache)], capture_output=True, text=True, timeout=300, check=True
     )
     assert result.stdout.strip() == ""
 
 
-def test_the_shipped_model_loads_without_build_tools_and_equals_the_runtime_build(shipped, tmp_path):
-    cache = tmp_path / "cache"
+def test_the_shipped_model_loads_without_build_tools_and_equals_the_runtime_build(shipped, cache, tmp_path):
+    unused = tmp_path / "cache"
     result = subprocess.run(
-        [sys.executable, "-c", SHIPPED, str(shipped), str(cache), json.dumps(TEXTS)],
+        [sys.executable, "-c", SHIPPED, str(shipped), str(unused), json.dumps(TEXTS)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -78,9 +84,9 @@ def test_the_shipped_model_loads_without_build_tools_and_equals_the_runtime_buil
     report = json.loads(result.stdout)
     assert Path(report["model"]) == shipped / prebuilt.PACKAGE / "int8.onnx"
     assert report["modules"] == []
-    assert not cache.exists()  # nothing built, nothing cached
+    assert not unused.exists()  # nothing built, nothing cached
     # The same graphs as the run-time build (short texts run the float32 one, longer the int8 one).
-    built = LocalEmbedder(cache_dir=tmp_path / "built").embed(TEXTS)
+    built = LocalEmbedder(cache_dir=cache).embed(TEXTS)
     np.testing.assert_allclose(np.asarray(report["vectors"]), built, atol=1e-6)
 
 

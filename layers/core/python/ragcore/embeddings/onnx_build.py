@@ -24,7 +24,9 @@ measured reasons (SciFact and cosine figures in docs/benchmarks.md):
 Built files are cached under :func:`model_cache_dir`, named by the weights' hash, the build version
 and the variant, so a machine (or a warm Lambda's temporary directory) builds once. Writes go to a
 temporary file in the same directory, then an atomic rename: concurrent builders never expose a partial
-file, and a lock file keeps them from building the same file twice.
+file, and a lock file keeps them from building the same file twice. Deployed functions never build: the
+embed layer carries the int8 and float32 builds made by ``make build`` (:mod:`ragcore.embeddings.prebuilt`),
+which :func:`ensure_model` prefers.
 """
 
 from __future__ import annotations
