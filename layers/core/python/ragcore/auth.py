@@ -62,9 +62,16 @@ def verify_password(password: str, password_hash: str) -> bool:
         return False
 
 
-def issue_token(principal: Principal, settings: Settings | None = None, now: int | None = None) -> str:
-    """A signed HS256 JWT carrying sub, org_id, role, iss, aud, iat and exp (signed with the current key)."""
-    ring = _key_ring(settings)
+def issue_token(
+    principal: Principal,
+    settings: Settings | None = None,
+    now: int | None = None,
+    *,
+    keys: JwtKeyRing | None = None,
+) -> str:
+    """A signed HS256 JWT carrying sub, org_id, role, iss, aud, iat and exp, signed with the current key
+    of ``keys`` (by default the process's key ring)."""
+    ring = keys or _key_ring(settings)
     settings = settings or get_settings()
     issued_at = int(now if now is not None else time.time())
     claims = {
@@ -119,9 +126,15 @@ def _verified_claims(token: str, ring: JwtKeyRing, settings: Settings, now: floa
     raise jwt.InvalidSignatureError("Signature verification failed")
 
 
-def verify_token(token: str, settings: Settings | None = None, now: float | None = None) -> Principal:
-    """The principal of a valid token; Unauthenticated for anything expired, forged or malformed."""
-    ring = _key_ring(settings)
+def verify_token(
+    token: str, settings: Settings | None = None, now: float | None = None, *, keys: JwtKeyRing | None = None
+) -> Principal:
+    """The principal of a valid token; Unauthenticated for anything expired, forged or malformed.
+
+    ``keys`` (by default the process's key ring) holds the current key and, during a rotation window,
+    the previous one.
+    """
+    ring = keys or _key_ring(settings)
     settings = settings or get_settings()
     try:
         claims = _verified_claims(token, ring, settings, time.time() if now is None else now)
