@@ -48,7 +48,7 @@ def secret(monkeypatch):
         monkeypatch.setenv(key, value)
     with mock_aws():
         client = boto3.client("secretsmanager", region_name="eu-west-1")
-        arn = client.create_secret(Name="rag/test/jwt", SecretString=OLD)["ARN"]
+        arn = client.create_secret(Name=f"rag/test/jwt-{uuid.uuid4().hex[:8]}", SecretString=OLD)["ARN"]
         yield client, arn
 
 
