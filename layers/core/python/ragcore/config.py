@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     db_sslmode: str = "require"
     # psycopg prepares a query on the server after it ran 5 times on a connection. RDS Proxy pins a
     # client to one database connection for as long as its session holds a prepared statement, which
-    # defeats the proxy's multiplexing: the stack sets this to false for connections through the proxy.
-    db_prepared_statements: bool = True
+    # defeats the proxy's multiplexing: off by default (in AWS every connection goes through the
+    # proxy, and the local stack behaves the same); true only for direct connections.
+    db_prepared_statements: bool = False
 
     # Tokens.
     jwt_secret: SecretStr = SecretStr("")
