@@ -17,8 +17,8 @@ BCRYPT_ROUTES = (("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login
 CORS_ALLOW_HEADERS = ["Authorization", "Content-Type"]
 CORS_EXPOSE_HEADERS = "Retry-After"
 CORS_MAX_AGE_SECONDS = 600
-# API Gateway's own errors in the platform's error body; codes are the response types in lower case
-# (throttled, missing_authentication_token, integration_timeout, ...).
+# API Gateway's other 4xx answers in the platform's error body; codes are the response types in lower case
+# (access_denied, invalid_api_key, quota_exceeded, ...).
 ERROR_TEMPLATE = (
     '{"error": {"code": "$util.escapeJavaScript($context.error.responseType.toLowerCase())", '
     '"message": $context.error.messageString}}'
@@ -137,29 +137,34 @@ class RestApi(Construct):
                 "Access-Control-Expose-Headers": f"'{CORS_EXPOSE_HEADERS}'",
                 "Vary": "'Origin'",
             }
-        unknown_route = '{"error": {"code": "not_found", "message": "no such route"}}'
-        for response_id, response_type, status, body in (
-            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX, None, ERROR_TEMPLATE),
-            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX, None, ERROR_TEMPLATE),
+
+        def body(code: str, message: str = "$context.error.messageString") -> dict[str, str]:
+            return {"application/json": f'{{"error": {{"code": "{code}", "message": {message}}}}}'}
+
+        responses = (
+            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX, None, {"application/json": ERROR_TEMPLATE}),
+            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX, None, body("internal_error")),
+            # The codes the functions and the local gateway use for the same situations.
+            ("Throttled", apigw.ResponseType.THROTTLED, "429", body("rate_limited")),
+            ("TooLarge", apigw.ResponseType.REQUEST_TOO_LARGE, "413", body("payload_too_large")),
+            ("Timeout", apigw.ResponseType.INTEGRATION_TIMEOUT, "504", body("gateway_timeout")),
             # API Gateway says 403 "Missing Authentication Token" for a path it does not know.
-            ("UnknownRoute", apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", unknown_route),
-        ):
+            (
+                "UnknownRoute",
+                apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+                "404",
+                body("not_found", '"no such route"'),
+            ),
+        )
+        for response_id, response_type, status, templates in responses:
+            extra = {"Retry-After": "'1'"} if response_id == "Throttled" else {}
             self.api.add_gateway_response(
                 response_id,
                 type=response_type,
                 status_code=status,
-                response_headers=headers,
-                templates={"application/json": body},
+                response_headers={**headers, **extra},
+                templates=templates,
             )
-        self.api.add_gateway_response(
-            "Throttled",
-            type=apigw.ResponseType.THROTTLED,
-            status_code="429",
-            response_headers={**headers, "Retry-After": "'1'"},
-            templates={
-                "application/json": '{"error": {"code": "rate_limited", "message": "too many requests"}}'
-            },
-        )
 
     def route(self, function: ServiceFunction, routes: list[tuple[str, str]]) -> None:
         integration = apigw.LambdaIntegration(function.function, proxy=True, allow_test_invoke=False)

@@ -527,6 +527,15 @@ def test_api_gateways_own_errors_carry_cors_headers_and_the_error_body(dev, full
     assert responses["THROTTLED"]["StatusCode"] == "429"
     assert responses["THROTTLED"]["ResponseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
     assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"  # unknown route
+    # the same status and code as the functions and the local gateway give
+    for kind, status, code in (
+        ("THROTTLED", "429", "rate_limited"),
+        ("REQUEST_TOO_LARGE", "413", "payload_too_large"),
+        ("INTEGRATION_TIMEOUT", "504", "gateway_timeout"),
+        ("MISSING_AUTHENTICATION_TOKEN", "404", "not_found"),
+    ):
+        assert responses[kind]["StatusCode"] == status
+        assert f'"code": "{code}"' in responses[kind]["ResponseTemplates"]["application/json"]
     # without origins: the same bodies, no CORS headers
     for props in _gateway_responses(dev).values():
         assert not any("Access-Control" in k for k in props.get("ResponseParameters", {}))

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
     # Tokens.
     jwt_secret: SecretStr = SecretStr("")
+    # When set, the signing keys are read from this secret, and read again as it rotates.
     jwt_secret_arn: str = ""
     jwt_issuer: str = "rag-platform"
     jwt_audience: str = "rag-platform-api"
