@@ -16,6 +16,9 @@ finishes, the event iterator is closed, and closing it closes the generator and 
 response: no generation goes on for nobody.
 
 GET /api/v1/health is the adapter's readiness check (AWS_LWA_READINESS_CHECK_PATH).
+
+Responses to an allowed Origin (``CORS_ALLOWED_ORIGINS``) carry Access-Control-Allow-Origin, the 401s
+and other refusals included (see ragcore.cors).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from pydantic import ValidationError
 from ragcore import query
 from ragcore.api import QueryRequest, describe_validation_errors, http_status, parse_json_body
 from ragcore.auth import principal_from_authorization
+from ragcore.config import get_settings
+from ragcore.cors import CorsMiddleware
 from ragcore.errors import RagError, RateLimited
 from ragcore.observability import logger
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -179,10 +184,15 @@ async def _unexpected(_request: Request, _exc: Exception) -> Response:
     return error_response(500, "internal_error", "internal server error")
 
 
-app = Starlette(
-    routes=[
-        Route("/api/v1/query", query_stream, methods=["POST"]),
-        Route("/api/v1/health", health, methods=["GET"]),
-    ],
-    exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+# CORS wraps the whole application, Starlette's handler of unexpected errors included, so that a browser
+# can read every answer an allowed origin gets (the Function URL's own CORS settings say the same).
+app = CorsMiddleware(
+    Starlette(
+        routes=[
+            Route("/api/v1/query", query_stream, methods=["POST"]),
+            Route("/api/v1/health", health, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+    ),
+    allowed=lambda: get_settings().cors_allowed_origins,
 )

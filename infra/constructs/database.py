@@ -22,7 +22,7 @@ DB_NAME = "rag"
 DB_PORT = 5432
 MASTER_USER = "rag_owner"
 APP_USER = "rag_app"
-ENGINE_VERSION = rds.PostgresEngineVersion.VER_17
+ENGINE_MAJOR = "17"
 
 # Session settings row-level security depends on, pinned in the parameter group rather than trusted
 # to defaults: row_security on (a policy is never silently bypassed: queries error instead), TLS
@@ -58,9 +58,12 @@ class Database(Construct):
         production: bool,
         rotation_days: int,
         log_retention: logs.RetentionDays,
+        engine_version: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        engine = rds.DatabaseInstanceEngine.postgres(version=ENGINE_VERSION)
+        engine = rds.DatabaseInstanceEngine.postgres(
+            version=rds.PostgresEngineVersion.of(engine_version, ENGINE_MAJOR)
+        )
         self.parameter_group = rds.ParameterGroup(
             self,
             "Parameters",
@@ -98,7 +101,9 @@ class Database(Construct):
             removal_policy=RemovalPolicy.SNAPSHOT if production else RemovalPolicy.DESTROY,
             publicly_accessible=False,
             iam_authentication=True,
-            auto_minor_version_upgrade=True,
+            # Pinned minor version: an automatic upgrade would leave the template naming an older
+            # version than the instance runs, and the next deploy would try to go back to it.
+            auto_minor_version_upgrade=False,
             copy_tags_to_snapshot=True,
             enable_performance_insights=performance_insights,
             cloudwatch_logs_exports=["postgresql", "upgrade"],

@@ -125,6 +125,23 @@ class Observability(Construct):
             period=FIVE_MINUTES,
             statistic="Maximum",
         )
+        # A pinned session holds a database connection for one client only, which defeats the proxy. The
+        # functions never pin (no server-side prepared statements, tenant set per transaction): any
+        # pinning is a regression to look at.
+        pinned = cw.Metric(
+            namespace="AWS/RDS",
+            metric_name="DatabaseConnectionsCurrentlySessionPinned",
+            dimensions_map={"ProxyName": proxy.db_proxy_name},
+            period=FIVE_MINUTES,
+            statistic="Maximum",
+        )
+        alarm(
+            "ProxySessionPinning",
+            pinned,
+            1,
+            "RDS Proxy sessions are pinned to database connections (prepared statements, session state)",
+            periods=2,
+        )
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=dashboard_name)
         self.dashboard.add_widgets(
             cw.GraphWidget(
@@ -173,7 +190,9 @@ class Observability(Construct):
             ),
             cw.GraphWidget(title="Dead-letter queue depth", left=[dlq_depth]),
             cw.GraphWidget(
-                title="Database connections", left=[db_connections, proxy_clients], right=[db_cpu]
+                title="Database connections",
+                left=[db_connections, proxy_clients, pinned],
+                right=[db_cpu],
             ),
         )
         self.dashboard.add_widgets(

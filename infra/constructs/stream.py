@@ -4,11 +4,15 @@ Python Lambdas cannot stream natively: the adapter (a public layer) starts the a
 function's handler script (``run.sh``), forwards each invocation to it over HTTP and streams the
 response back (``AWS_LWA_INVOKE_MODE=response_stream`` + ``InvokeMode: RESPONSE_STREAM``). The
 Function URL has no IAM auth: the app verifies the bearer JWT itself, as the API functions do.
+
+Anyone can invoke the URL, and every request, a 401 included, is an invocation: the function's reserved
+concurrency (``streamReservedConcurrency``) caps how much of the account's concurrency a flood can take.
+The allowed CORS origins are configured on the URL and reach the app as ``CORS_ALLOWED_ORIGINS``.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -47,6 +51,8 @@ class StreamEndpoint(Construct):
                 allowed_origins=list(cors_origins),
                 allowed_methods=[lambda_.HttpMethod.POST, lambda_.HttpMethod.GET],
                 allowed_headers=["authorization", "content-type"],
+                exposed_headers=["retry-after"],
+                max_age=Duration.seconds(600),
             )
             if cors_origins
             else None

@@ -47,7 +47,9 @@ class StageConfig:
     max_azs: int = 2
     nat_gateways: int = 0
 
-    # Database.
+    # Database. The engine's minor version is pinned (and auto minor upgrades off): an upgrade is a
+    # deliberate change of this value, not drift between the template and the instance.
+    db_engine_version: str = "17.9"
     db_instance_class: str = "t4g.micro"
     db_allocated_storage_gib: int = 20
     db_max_allocated_storage_gib: int = 100
@@ -60,6 +62,9 @@ class StageConfig:
     # API.
     api_throttle_rate: float = 50.0
     api_throttle_burst: int = 100
+    # register and login run bcrypt (cost 12, ~0.25 s of CPU each): a tighter per-route limit.
+    auth_throttle_rate: float = 5.0
+    auth_throttle_burst: int = 10
     cors_origins: tuple[str, ...] = ()
 
     # Ingestion.
@@ -69,6 +74,9 @@ class StageConfig:
     ingest_max_concurrency: int = 4
     ingest_max_receive_count: int = 5
     query_memory_mb: int = 2048
+    # Concurrent executions reserved for (and capping) the stream function, whose Function URL answers
+    # anyone: a flood there cannot take the account's concurrency from the API. 0: no reservation.
+    stream_reserved_concurrency: int = 20
 
     # Observability.
     log_retention_days: int = 30
@@ -112,6 +120,17 @@ class StageConfig:
             problems.append("embeddingModel is required with embeddingProvider=bedrock")
         if self.generation_provider in ("openai", "bedrock") and not self.generation_model:
             problems.append(f"generationModel is required with generationProvider={self.generation_provider}")
+        if self.needs_openai and self.nat_gateways < 1:
+            problems.append(
+                "an openai provider calls an endpoint outside AWS, which functions without a NAT gateway "
+                "cannot reach: set natGateways to 1 or more"
+            )
+        if self.db_engine_version.split(".")[0] != "17" or len(self.db_engine_version.split(".")) != 2:
+            problems.append("dbEngineVersion must be a PostgreSQL 17 minor version, e.g. 17.9")
+        if self.stream_reserved_concurrency < 0:
+            problems.append("streamReservedConcurrency must be 0 (no reservation) or more")
+        if not 0 < self.auth_throttle_rate <= self.api_throttle_rate:
+            problems.append("authThrottleRate must be positive and at most apiThrottleRate")
         if self.ingest_max_receive_count < 2:
             problems.append("ingestMaxReceiveCount must be at least 2")
         if self.ingest_max_concurrency < 2:

@@ -27,6 +27,8 @@ from infra.stacks.nag import CROSS_REGION_PREFIXES, apply_suppressions
 
 # Which services embed text and which generate answers: EMBEDDERS, GENERATORS (infra.build_assets).
 TOKEN_VERIFIERS = ("auth", "documents", "query", "stream")
+# Functions that answer browsers (and so need the allowed CORS origins).
+HTTP_SERVICES = ("auth", "documents", "query", "stream")
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -99,6 +101,7 @@ class RagPlatformStack(Stack):
             production=cfg.production,
             rotation_days=cfg.secret_rotation_days,
             log_retention=log_retention,
+            engine_version=cfg.db_engine_version,
         )
         ingest_timeout = Duration.seconds(cfg.ingest_timeout_seconds)
         self.ingestion = Ingestion(
@@ -205,6 +208,8 @@ class RagPlatformStack(Stack):
             env.update(self._provider_environment(service))
             if service == "migrate":
                 env["MIGRATION_DB_SECRET_ARN"] = self.database.master_secret.secret_arn
+            if service in HTTP_SERVICES and cfg.cors_origins:
+                env["CORS_ALLOWED_ORIGINS"] = ",".join(cfg.cors_origins)
             fn = ServiceFunction(
                 self,
                 f"{service.capitalize()}Function",
@@ -222,6 +227,9 @@ class RagPlatformStack(Stack):
                 timeout=sizes["timeout"].get(service),
                 vpc=vpc,
                 vpc_subnets=self.network.app_subnets,
+                reserved_concurrency=(
+                    (cfg.stream_reserved_concurrency or None) if service == "stream" else None
+                ),
             )
             fn.layer_names = layer_names
             self.functions[service] = fn
@@ -262,6 +270,8 @@ class RagPlatformStack(Stack):
             name=f"rag-platform-{cfg.stage}",
             throttle_rate=cfg.api_throttle_rate,
             throttle_burst=cfg.api_throttle_burst,
+            auth_throttle_rate=cfg.auth_throttle_rate,
+            auth_throttle_burst=cfg.auth_throttle_burst,
             cors_origins=cfg.cors_origins,
             log_retention=log_retention,
             removal_policy=removal,

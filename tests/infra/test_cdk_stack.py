@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,11 @@ COMMON_KEYS = {
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
 }
+
+
+def cdk_json_context() -> dict:
+    with open(Path(__file__).resolve().parents[2] / "cdk.json") as fh:
+        return json.load(fh)["context"]
 
 
 def env_of(synth, service) -> dict:
@@ -83,6 +89,9 @@ def test_database_is_postgres_17_encrypted_private_and_backed_up(dev):
     props = instance["Properties"]
     assert props["Engine"] == "postgres"
     assert str(props["EngineVersion"]).split(".")[0] == "17"
+    # the minor version is pinned and changes only by a deploy that says so
+    assert props["EngineVersion"] == "17.9"
+    assert props["AutoMinorVersionUpgrade"] is False
     assert props["StorageEncrypted"] is True
     assert props["PubliclyAccessible"] is False
     assert props["BackupRetentionPeriod"] >= 7
@@ -386,10 +395,16 @@ def test_api_stage_throttles_logs_and_traces(dev):
     props = stage["Properties"]
     assert props["TracingEnabled"] is True
     assert props["AccessLogSetting"]["DestinationArn"]
-    (method_settings,) = props["MethodSettings"]
-    assert method_settings["ThrottlingRateLimit"] == 50
-    assert method_settings["ThrottlingBurstLimit"] == 100
-    assert method_settings["DataTraceEnabled"] is False
+    settings = {(m["ResourcePath"], m["HttpMethod"]): m for m in props["MethodSettings"]}
+    everything = settings[("/*", "*")]
+    assert everything["ThrottlingRateLimit"] == 50
+    assert everything["ThrottlingBurstLimit"] == 100
+    assert everything["DataTraceEnabled"] is False
+    # register and login run bcrypt on every call: their own, tighter limit
+    for path in ("/~1api~1v1~1auth~1register", "/~1api~1v1~1auth~1login"):
+        route = settings[(path, "POST")]
+        assert route["ThrottlingRateLimit"] == 5
+        assert route["ThrottlingBurstLimit"] == 10
 
 
 def test_api_routes_use_lambda_proxy_integrations(dev):
@@ -478,3 +493,136 @@ def test_failed_documents_alarm_watches_the_ingest_functions_metric(dev):
     assert failed[0]["Namespace"] == "RagPlatform"
     assert failed[0]["Dimensions"] == [{"Name": "service", "Value": "ingest"}]
     assert failed[0]["Threshold"] == 1 and failed[0]["AlarmActions"]
+
+
+# --- run time in a real account --------------------------------------------------------------------
+
+
+def test_cors_origins_reach_the_functions_that_answer_browsers(dev, full):
+    for service in full.stack.functions:
+        env = env_of(full, service)
+        if service in ("auth", "documents", "query", "stream"):
+            assert env["CORS_ALLOWED_ORIGINS"] == "https://app.example.com", service
+        else:
+            assert "CORS_ALLOWED_ORIGINS" not in env, service
+    for service in dev.stack.functions:
+        assert "CORS_ALLOWED_ORIGINS" not in env_of(dev, service)  # no origins configured
+
+
+def _gateway_responses(synth) -> dict[str, dict]:
+    return {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in synth.resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+
+
+def test_api_gateways_own_errors_carry_cors_headers_and_the_error_body(dev, full):
+    responses = _gateway_responses(full)
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "THROTTLED", "MISSING_AUTHENTICATION_TOKEN"} <= set(responses)
+    for props in responses.values():
+        headers = props["ResponseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "'https://app.example.com'"
+        assert headers["gatewayresponse.header.Vary"] == "'Origin'"
+        assert '"error"' in props["ResponseTemplates"]["application/json"]
+    assert responses["THROTTLED"]["StatusCode"] == "429"
+    assert responses["THROTTLED"]["ResponseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"  # unknown route
+    # the same status and code as the functions and the local gateway give
+    for kind, status, code in (
+        ("THROTTLED", "429", "rate_limited"),
+        ("REQUEST_TOO_LARGE", "413", "payload_too_large"),
+        ("INTEGRATION_TIMEOUT", "504", "gateway_timeout"),
+        ("MISSING_AUTHENTICATION_TOKEN", "404", "not_found"),
+    ):
+        assert responses[kind]["StatusCode"] == status
+        assert f'"code": "{code}"' in responses[kind]["ResponseTemplates"]["application/json"]
+    # without origins: the same bodies, no CORS headers
+    for props in _gateway_responses(dev).values():
+        assert not any("Access-Control" in k for k in props.get("ResponseParameters", {}))
+
+
+def test_gateway_responses_echo_the_origin_when_several_are_allowed():
+    from aws_cdk import RemovalPolicy, Stack
+    from aws_cdk import aws_logs as logs
+    from aws_cdk.assertions import Template
+
+    from infra.constructs.api import RestApi
+
+    stack = Stack()
+    api = RestApi(
+        stack,
+        "Api",
+        name="t",
+        throttle_rate=10,
+        throttle_burst=10,
+        auth_throttle_rate=1,
+        auth_throttle_burst=1,
+        cors_origins=("https://a.example.com", "https://b.example.com"),
+        log_retention=logs.RetentionDays.ONE_DAY,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    api.api.root.add_method("GET")
+    responses = Template.from_stack(stack).find_resources("AWS::ApiGateway::GatewayResponse")
+    for response in responses.values():
+        headers = response["Properties"]["ResponseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "method.request.header.Origin"
+
+
+def test_stream_url_cors_and_reserved_concurrency(full):
+    (url,) = full.resources("AWS::Lambda::Url").values()
+    cors = url["Properties"]["Cors"]
+    assert cors["AllowOrigins"] == ["https://app.example.com"]
+    assert set(cors["AllowMethods"]) == {"POST", "GET"}
+    assert {h.lower() for h in cors["AllowHeaders"]} == {"authorization", "content-type"}
+    assert cors["ExposeHeaders"] == ["retry-after"]
+    props = full.function("stream")[1]["Properties"]
+    assert props["ReservedConcurrentExecutions"] == 20
+    for service in ("auth", "documents", "query", "ingest", "migrate"):
+        assert "ReservedConcurrentExecutions" not in full.function(service)[1]["Properties"], service
+
+
+def test_proxy_connections_do_not_prepare_statements_and_pinning_alarms(dev):
+    from ragcore.config import Settings
+
+    # prepared statements pin proxy sessions: off unless a function's environment turns them on
+    assert Settings().db_prepared_statements is False
+    for service in dev.stack.functions:
+        assert env_of(dev, service).get("DB_PREPARED_STATEMENTS", "false") == "false"
+    proxy = ref_of(dev, dev.stack.database.proxy)
+    (pinned,) = [
+        a["Properties"]
+        for a in dev.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "DatabaseConnectionsCurrentlySessionPinned"
+    ]
+    assert pinned["Namespace"] == "AWS/RDS"
+    (dimension,) = pinned["Dimensions"]
+    assert dimension["Name"] == "ProxyName" and mentions(dimension["Value"], proxy)
+    assert pinned["Threshold"] == 1 and pinned["AlarmActions"]
+
+
+def test_destroying_a_stage_keeps_the_accounts_api_gateway_logging_role(dev):
+    (account,) = dev.resources("AWS::ApiGateway::Account").values()
+    assert account["DeletionPolicy"] == "Retain"
+    role = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
+    assert dev.template["Resources"][role]["DeletionPolicy"] == "Retain"
+
+
+def test_an_openai_provider_without_nat_fails_at_synth():
+    from infra.stacks.config import load_config
+
+    context = cdk_json_context() | {
+        "generationProvider": "openai",
+        "generationModel": "gpt-4o-mini",
+        "natGateways": "0",
+    }
+    with pytest.raises(ValueError, match="natGateways"):
+        load_config(context.get)
+    assert load_config((context | {"natGateways": "1"}).get).nat_gateways == 1
+
+
+def test_the_database_engine_pin_is_validated():
+    from infra.stacks.config import load_config
+
+    with pytest.raises(ValueError, match="dbEngineVersion"):
+        load_config((cdk_json_context() | {"dbEngineVersion": "17"}).get)
+    assert load_config((cdk_json_context() | {"dbEngineVersion": "17.5"}).get).db_engine_version == "17.5"

@@ -14,6 +14,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .auth import Principal, principal_from_authorization
+from .config import get_settings
+from .cors import add_cors_headers
 from .errors import (
     BadRequest,
     Conflict,
@@ -206,9 +208,18 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+class PlatformResolver(APIGatewayRestResolver):
+    """Powertools' REST resolver whose every response, errors and unknown routes included, carries the
+    CORS headers of the configured origins (Powertools adds them only to matched routes)."""
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        response = super().resolve(event, context)
+        return add_cors_headers(event, response, get_settings().cors_allowed_origins)
+
+
 def create_resolver() -> APIGatewayRestResolver:
     """An API Gateway REST resolver with request validation and the platform's error mapping."""
-    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
+    app = PlatformResolver(enable_validation=True, json_body_deserializer=parse_json_body)
 
     @app.exception_handler(RagError)
     def _domain_error(exc: RagError) -> Response:

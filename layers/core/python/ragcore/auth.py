@@ -15,6 +15,7 @@ import psycopg
 from .config import Settings, get_settings
 from .db import anonymous_transaction, tenant_transaction
 from .errors import Conflict, Forbidden, NotFound, Unauthenticated
+from .secrets import JwtKeyRing, get_jwt_key_ring
 
 Role = Literal["admin", "member"]
 
@@ -61,8 +62,16 @@ def verify_password(password: str, password_hash: str) -> bool:
         return False
 
 
-def issue_token(principal: Principal, settings: Settings | None = None, now: int | None = None) -> str:
-    """A signed HS256 JWT carrying sub, org_id, role, iss, aud, iat and exp."""
+def issue_token(
+    principal: Principal,
+    settings: Settings | None = None,
+    now: int | None = None,
+    *,
+    keys: JwtKeyRing | None = None,
+) -> str:
+    """A signed HS256 JWT carrying sub, org_id, role, iss, aud, iat and exp, signed with the current key
+    of ``keys`` (by default the process's key ring)."""
+    ring = keys or _key_ring(settings)
     settings = settings or get_settings()
     issued_at = int(now if now is not None else time.time())
     claims = {
@@ -74,21 +83,61 @@ def issue_token(principal: Principal, settings: Settings | None = None, now: int
         "iat": issued_at,
         "exp": issued_at + settings.jwt_ttl_seconds,
     }
-    return jwt.encode(claims, settings.require_jwt_secret(), algorithm="HS256")
+    return jwt.encode(claims, ring.keys().current, algorithm="HS256")
 
 
-def verify_token(token: str, settings: Settings | None = None) -> Principal:
-    """The principal of a valid token; Unauthenticated for anything expired, forged or malformed."""
+def _key_ring(settings: Settings | None) -> JwtKeyRing:
+    # Settings passed explicitly (tests, tools) carry their keys as values; the process-wide ring
+    # re-reads rotated keys from Secrets Manager.
+    return get_jwt_key_ring() if settings is None else JwtKeyRing(settings)
+
+
+def _decode(token: str, key: bytes, settings: Settings) -> dict[str, Any]:
+    return jwt.decode(
+        token,
+        key,
+        algorithms=["HS256"],
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        options={"require": ["sub", "org_id", "role", "iss", "aud", "iat", "exp"]},
+    )
+
+
+def _verified_claims(token: str, ring: JwtKeyRing, settings: Settings, now: float) -> dict[str, Any]:
+    """The claims of ``token`` checked against every key that may have signed it.
+
+    After a rotation, a token may be signed by the previous key (issued before the rotation reached its
+    signer) or by a key this process has not read yet (issued by a process that already has it).
+    """
+    try:
+        issued_at = jwt.decode(token, options={"verify_signature": False}).get("iat")
+        issued_at = float(issued_at) if isinstance(issued_at, int | float) else None
+    except jwt.InvalidTokenError:
+        issued_at = None
+    for attempt in (1, 2):
+        keys = ring.keys().verification_keys(issued_at, now, settings)
+        for key in keys:
+            try:
+                return _decode(token, key, settings)
+            except jwt.InvalidSignatureError:
+                continue
+        if attempt == 1 and not ring.refresh_after_mismatch():
+            break
+    raise jwt.InvalidSignatureError("Signature verification failed")
+
+
+def verify_token(
+    token: str, settings: Settings | None = None, now: float | None = None, *, keys: JwtKeyRing | None = None
+) -> Principal:
+    """The principal of a valid token; Unauthenticated for anything expired, forged or malformed.
+
+    ``keys`` (by default the process's key ring) holds the current key and, during a rotation window,
+    the previous one.
+    """
+    ring = keys or _key_ring(settings)
     settings = settings or get_settings()
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            settings.require_jwt_secret(),
-            algorithms=["HS256"],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            options={"require": ["sub", "org_id", "role", "iss", "aud", "iat", "exp"]},
-        )
+        claims = _verified_claims(token, ring, settings, time.time() if now is None else now)
         role = claims["role"]
         if role not in ("admin", "member"):
             raise Unauthenticated("invalid token")

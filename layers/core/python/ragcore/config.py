@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from psycopg.conninfo import make_conninfo
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -37,13 +37,30 @@ class Settings(BaseSettings):
     migrations_dir: str | None = None
     db_pool_min_size: int = 1
     db_pool_max_size: int = 4
+    # TLS for connections built from the secret (RDS and RDS Proxy require it; a local server over a
+    # Unix socket has none).
+    db_sslmode: str = "require"
+    # psycopg prepares a query on the server after it ran 5 times on a connection. RDS Proxy pins a
+    # client to one database connection for as long as its session holds a prepared statement, which
+    # defeats the proxy's multiplexing: off by default (in AWS every connection goes through the
+    # proxy, and the local stack behaves the same); true only for direct connections.
+    db_prepared_statements: bool = False
 
     # Tokens.
     jwt_secret: SecretStr = SecretStr("")
+    # When set, the signing keys are read from this secret, and read again as it rotates.
     jwt_secret_arn: str = ""
     jwt_issuer: str = "rag-platform"
     jwt_audience: str = "rag-platform-api"
     jwt_ttl_seconds: int = 3600
+    # Rotation of the signing key. The key that signed before the current one (Secrets Manager's
+    # AWSPREVIOUS version when JWT_SECRET_ARN is set) still verifies tokens issued before the rotation
+    # took effect everywhere, and only for as long as such a token can live (see ragcore.secrets).
+    jwt_previous_secret: SecretStr = SecretStr("")
+    # When the current key replaced the previous one (Unix time; from Secrets Manager when read there).
+    jwt_secret_rotated_at: float = 0.0
+    # How long a process trusts its copy of the keys read from JWT_SECRET_ARN before reading them again.
+    jwt_secret_refresh_seconds: int = Field(default=300, ge=10)
     password_bcrypt_rounds: int = Field(default=12, ge=12, le=16)
 
     # Ingestion.
@@ -83,8 +100,27 @@ class Settings(BaseSettings):
     generation_retry_base_seconds: float = Field(default=0.5, ge=0)
     generation_retry_max_seconds: float = Field(default=8.0, ge=0)
 
+    # Browser origins allowed to call the API and the stream (CORS). Comma-separated or a JSON list;
+    # empty: no CORS headers at all.
+    cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
     # Retrieval.
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+        else:
+            items = list(value or ())
+        origins = tuple(str(item).strip().rstrip("/") for item in items if str(item).strip())
+        for origin in origins:
+            # An Origin header is scheme://host[:port]; anything else would never match one.
+            if "://" not in origin or origin.count("/") != 2 or origin == "*":
+                raise ValueError(f"CORS origin must look like https://host[:port], got {origin!r}")
+        return origins
 
     @field_validator("chunk_overlap_words")
     @classmethod
@@ -135,7 +171,7 @@ def resolve_secrets(settings: Settings, fetch: Callable[[str], str]) -> Settings
                 dbname=settings.db_name,
                 user=app.get("username", settings.db_app_role),
                 password=app["password"],
-                sslmode="require",
+                sslmode=settings.db_sslmode,
             )
     if settings.migration_db_secret_arn and not settings.migration_database_url:
         owner = json.loads(fetch(settings.migration_db_secret_arn))
@@ -169,4 +205,7 @@ def get_settings() -> Settings:
 
 def reset_settings() -> None:
     """Forget cached settings so the next call re-reads the environment (tests, local stack)."""
+    from .secrets import get_jwt_key_ring  # imported here: ragcore.secrets builds on this module
+
     get_settings.cache_clear()
+    get_jwt_key_ring.cache_clear()
