@@ -83,8 +83,17 @@ class Settings(BaseSettings):
     generation_retry_base_seconds: float = Field(default=0.5, ge=0)
     generation_retry_max_seconds: float = Field(default=8.0, ge=0)
 
-    # Retrieval.
+    # Retrieval. A tenant holding at least tenant_index_min_chunks chunks gets a partial HNSW index of its
+    # own (built by the index maintenance); smaller tenants are searched exactly. An indexed tenant that
+    # shrinks below half the threshold goes back to exact search (the gap stops a tenant near the
+    # threshold from being rebuilt over and over).
+    tenant_index_min_chunks: int = Field(default=20_000, ge=1)
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+    tenant_index_m: int = Field(default=16, ge=4, le=100)
+    tenant_index_ef_construction: int = Field(default=64, ge=16, le=1000)
+    # maintenance_work_mem of the connection that builds a tenant's index (a graph that fits builds
+    # several times faster).
+    tenant_index_build_memory_mb: int = Field(default=256, ge=64, le=16384)
 
     @field_validator("chunk_overlap_words")
     @classmethod
