@@ -4,14 +4,18 @@
 
 -- A tenant's vectors next to its key: an exact scan reads one contiguous btree range (index-only once
 -- autovacuum has marked the pages all-visible) instead of one heap page per chunk, scattered among the
--- rows of every other tenant. Its key starts with the key of document_chunks_org, which it replaces.
-CREATE INDEX document_chunks_org_vectors
+-- rows of every other tenant. The chunk's unique key gets the vectors as included columns, so there is
+-- still one index on that key; document_chunks_org, a prefix of it, goes.
+CREATE UNIQUE INDEX document_chunks_org_vectors
     ON document_chunks (org_id, document_id, chunk_index) INCLUDE (embedding);
+ALTER TABLE document_chunks
+    DROP CONSTRAINT document_chunks_org_id_document_id_chunk_index_key,
+    ADD CONSTRAINT document_chunks_org_vectors UNIQUE USING INDEX document_chunks_org_vectors;
 DROP INDEX document_chunks_org;
 
 -- No search reads the shared graph any more (small tenants scan exactly, large ones have their own
 -- graph), and every insert paid for it.
-DROP INDEX document_chunks_embedding_hnsw;
+DROP INDEX IF EXISTS document_chunks_embedding_hnsw;
 
 -- The tenants that have (or are getting, or are losing) a partial HNSW index
 -- `document_chunks_hnsw_<org id hex>` over `WHERE org_id = '<org id>'`. Written only by the index

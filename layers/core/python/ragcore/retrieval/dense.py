@@ -29,6 +29,41 @@ _EXACT_ORDER = sql.SQL("(c.embedding <=> %(q)s) + 0")
 _INDEXED_ORDER = sql.SQL("c.embedding <=> %(q)s")
 
 
+def search_statement(org_id: uuid.UUID, *, indexed: bool, filtered: bool) -> sql.Composed:
+    """The nearest-chunks statement of one path, with parameters ``org``, ``q``, ``k`` (and ``meta``).
+
+    ``indexed``: through the tenant's own HNSW index, whose predicate ``org_id = '<id>'`` the planner
+    matches only against a constant (a parameter in a generic plan, as psycopg prepares repeated
+    statements, would never prove it), so the validated id is written as a literal. Otherwise the exact
+    path: a bound parameter (one plan serves every tenant) and a sort key no HNSW index can serve.
+    """
+    if indexed:
+        tenant = sql.SQL("{}::uuid").format(sql.Literal(str(uuid.UUID(str(org_id)))))
+        order = _INDEXED_ORDER
+    else:
+        tenant, order = sql.SQL("%(org)s"), _EXACT_ORDER
+    document_clause = sql.SQL(
+        "AND c.document_id IN (SELECT d.id FROM documents d WHERE d.org_id = %(org)s "
+        "AND d.metadata @> %(meta)s)"
+        if filtered
+        else ""
+    )
+    return sql.SQL(
+        """WITH nearest AS MATERIALIZED (
+            SELECT c.document_id, c.chunk_index, c.embedding <=> %(q)s AS distance
+            FROM document_chunks c
+            WHERE c.org_id = {tenant} {document_clause}
+            ORDER BY {order}
+            LIMIT %(k)s)
+        SELECT n.document_id, d.name, n.chunk_index, c.content, n.distance
+        FROM nearest n
+        JOIN document_chunks c
+          ON c.org_id = %(org)s AND c.document_id = n.document_id AND c.chunk_index = n.chunk_index
+        JOIN documents d ON d.org_id = %(org)s AND d.id = n.document_id
+        ORDER BY n.distance, n.document_id, n.chunk_index"""
+    ).format(tenant=tenant, document_clause=document_clause, order=order)
+
+
 def dense_search(
     org_id: uuid.UUID,
     query_vector: np.ndarray,
@@ -39,19 +74,18 @@ def dense_search(
 ) -> list[Source]:
     """The ``top_k`` chunks of the tenant closest to ``query_vector`` by cosine similarity.
 
-    ``exact=True`` scans the tenant exactly even when it has an index of its own. A metadata filter is part of the scan on either
-    path (the index scan is iterative), so it never leaves the result short.
+    The tenant's own HNSW index is used when it has a ready one, else its chunks are scanned exactly;
+    ``exact=True`` scans exactly in any case. A metadata filter is part of the scan on either path (the
+    index scan is iterative), so it never leaves the result short.
     """
     settings = get_settings()
     org_id = uuid.UUID(str(org_id))
-    vector = HalfVector(np.asarray(query_vector, dtype=np.float32))
-    params: dict[str, Any] = {"org": org_id, "q": vector, "k": top_k}
-    document_clause = sql.SQL("")
+    params: dict[str, Any] = {
+        "org": org_id,
+        "q": HalfVector(np.asarray(query_vector, dtype=np.float32)),
+        "k": top_k,
+    }
     if metadata_filter:
-        document_clause = sql.SQL(
-            "AND c.document_id IN (SELECT d.id FROM documents d WHERE d.org_id = %(org)s "
-            "AND d.metadata @> %(meta)s)"
-        )
         params["meta"] = Jsonb(metadata_filter)
     with tenant_transaction(org_id) as conn:
         # One round trip: the index settings (transaction-local, as RDS Proxy needs) and the path.
@@ -62,30 +96,8 @@ def dense_search(
             ).format(ready=sql.SQL(READY_INDEX_SQL)),
             {"org": org_id, "ef": str(max(settings.hnsw_ef_search, top_k))},
         ).fetchone()["indexed"]
-        if exact or not indexed:
-            # A bound parameter: one plan serves every tenant on this path.
-            tenant, order = sql.SQL("%(org)s"), _EXACT_ORDER
-        else:
-            # The partial index's predicate is matched only by a constant: a parameter in a generic plan
-            # (psycopg prepares repeated statements) would never prove ``org_id = '<id>'``.
-            tenant, order = sql.SQL("{}::uuid").format(sql.Literal(str(org_id))), _INDEXED_ORDER
-        rows = conn.execute(
-            sql.SQL(
-                """WITH nearest AS MATERIALIZED (
-                    SELECT c.document_id, c.chunk_index, c.embedding <=> %(q)s AS distance
-                    FROM document_chunks c
-                    WHERE c.org_id = {tenant} {document_clause}
-                    ORDER BY {order}
-                    LIMIT %(k)s)
-                SELECT n.document_id, d.name, n.chunk_index, c.content, n.distance
-                FROM nearest n
-                JOIN document_chunks c
-                  ON c.org_id = %(org)s AND c.document_id = n.document_id AND c.chunk_index = n.chunk_index
-                JOIN documents d ON d.org_id = %(org)s AND d.id = n.document_id
-                ORDER BY n.distance, n.document_id, n.chunk_index"""
-            ).format(tenant=tenant, document_clause=document_clause, order=order),
-            params,
-        ).fetchall()
+        statement = search_statement(org_id, indexed=indexed and not exact, filtered=bool(metadata_filter))
+        rows = conn.execute(statement, params).fetchall()
     return [
         Source(
             document_id=str(r["document_id"]),

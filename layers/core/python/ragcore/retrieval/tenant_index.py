@@ -50,7 +50,9 @@ class MaintenanceReport:
     skipped: bool = False
 
 
-def maintain_tenant_indexes(owner_url: str | None = None, settings: Settings | None = None) -> MaintenanceReport:
+def maintain_tenant_indexes(
+    owner_url: str | None = None, settings: Settings | None = None
+) -> MaintenanceReport:
     """Build the indexes of tenants that crossed the threshold, drop those of tenants that shrank.
 
     Runs as the schema owner on a direct connection (not through RDS Proxy: the build takes minutes and
@@ -86,7 +88,8 @@ def _maintain(conn: psycopg.Connection, settings: Settings, report: MaintenanceR
         conn.execute("SELECT org_id, sum(chunk_count)::bigint FROM documents GROUP BY org_id").fetchall()
     )
     registry = {
-        org: state for org, state in conn.execute("SELECT org_id, state FROM tenant_vector_indexes").fetchall()
+        org: state
+        for org, state in conn.execute("SELECT org_id, state FROM tenant_vector_indexes").fetchall()
     }
     for org_id, state in registry.items():
         if state == "retiring" or sizes.get(org_id, 0) < demote_below:
