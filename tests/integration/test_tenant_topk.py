@@ -224,3 +224,16 @@ def test_a_tenant_moves_to_its_own_index_and_back_online_losing_nothing(platform
     assert _registry_state(platform.owner_url, tenant.org_id) == (None, None)
     for query in tenant.draw(5):
         assert_true_top_k(tenant, query)
+
+
+def test_the_scheduled_maintenance_applies_the_configured_threshold(platform, world):
+    """The migrate function's scheduled task, with the default threshold (20,000 chunks): the large
+    tenant of this module (2,000 chunks) is under half of it, so its index goes and it is searched exactly."""
+    large = world["large"]
+    migrate = next(f for f in platform.functions.values() if f.spec.code_uri.rstrip("/").endswith("migrate"))
+    result = migrate.invoke({"task": "tenant_indexes"})
+    assert result["skipped"] is False and result["failed"] == {}
+    assert str(large.org_id) in result["dropped"]
+    assert _registry_state(platform.owner_url, large.org_id) == (None, None)
+    for query in large.draw(3):
+        assert_true_top_k(large, query)

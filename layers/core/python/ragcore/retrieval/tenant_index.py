@@ -39,6 +39,10 @@ READY_INDEX_SQL = """EXISTS (
     WHERE t.org_id = %(org)s AND t.state = 'ready' AND i.indisvalid AND i.indisready)"""
 
 
+class IndexBuildError(RuntimeError):
+    """A tenant's index is not valid after its build."""
+
+
 @dataclass
 class MaintenanceReport:
     """What one maintenance run did."""
@@ -69,8 +73,11 @@ def maintain_tenant_indexes(
             report.skipped = True
             return report
         try:
+            # Session settings are fine here: a direct connection of its own, closed after the run. An
+            # invocation killed mid-build leaves its session behind holding the lock; once the build is
+            # done and the session idle, idle_session_timeout ends it and frees the lock.
             conn.execute(
-                sql.SQL("SET maintenance_work_mem = {}").format(
+                sql.SQL("SET maintenance_work_mem = {}; SET idle_session_timeout = '60s'").format(
                     sql.Literal(f"{settings.tenant_index_build_memory_mb}MB")
                 )
             )
@@ -100,7 +107,7 @@ def _maintain(conn: psycopg.Connection, settings: Settings, report: MaintenanceR
             try:
                 _build(conn, org_id, size, settings)
                 report.built.append(org_id)
-            except psycopg.Error as exc:
+            except (psycopg.Error, IndexBuildError) as exc:
                 report.failed[str(org_id)] = str(exc)
     # Indexes of tenants that were deleted (their registry row went with the organization).
     registered = {row[0] for row in conn.execute("SELECT index_name FROM tenant_vector_indexes").fetchall()}
@@ -147,7 +154,7 @@ def _build(conn: psycopg.Connection, org_id: uuid.UUID, size: int, settings: Set
         )
     )
     if not _index_state(conn, name):
-        raise RuntimeError(f"index {name} is not valid after its build")
+        raise IndexBuildError(f"index {name} is not valid after its build")
     conn.execute(
         "UPDATE tenant_vector_indexes SET state = 'ready', updated_at = now() WHERE org_id = %s", (org_id,)
     )
