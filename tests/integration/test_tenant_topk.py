@@ -194,7 +194,7 @@ def test_a_tenant_moves_to_its_own_index_and_back_online_losing_nothing(platform
     for i, vector in enumerate(pending_vectors):
         tenant.vectors[(str(pending), i)] = vector
     written_around_build.append(pending)
-    while build.is_alive():
+    while build.is_alive() and len(written_around_build) < 6:
         written_around_build.append(tenant.add_document(5))
         assert_true_top_k(tenant, tenant.draw(1)[0])
     build.join()
@@ -215,9 +215,10 @@ def test_a_tenant_moves_to_its_own_index_and_back_online_losing_nothing(platform
         assert stored.fetchone()["n"] == len(tenant.vectors)
 
     # The tenant shrinks below half the threshold: back to exact scans, the index dropped.
+    gone = documents[1:] + written_around_build
     with tenant_transaction(tenant.org_id) as conn:
-        conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (documents[:5],))
-    for key in [key for key in tenant.vectors if uuid.UUID(key[0]) in documents[:5]]:
+        conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (gone,))
+    for key in [key for key in tenant.vectors if uuid.UUID(key[0]) in gone]:
         del tenant.vectors[key]
     report = maintain_tenant_indexes(platform.owner_url, world["settings"])
     assert tenant.org_id in report.dropped

@@ -89,8 +89,10 @@ class Settings(BaseSettings):
     # threshold from being rebuilt over and over).
     tenant_index_min_chunks: int = Field(default=20_000, ge=1)
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
-    tenant_index_m: int = Field(default=16, ge=4, le=100)
-    tenant_index_ef_construction: int = Field(default=64, ge=16, le=1000)
+    # Twice pgvector's defaults: chunks of one document sit close together, and with m = 16 some such
+    # groups were unreachable in a tenant's graph whatever ef_search (docs/benchmarks.md).
+    tenant_index_m: int = Field(default=32, ge=4, le=100)
+    tenant_index_ef_construction: int = Field(default=128, ge=16, le=1000)
     # maintenance_work_mem of the connection that builds a tenant's index (a graph that fits builds
     # several times faster).
     tenant_index_build_memory_mb: int = Field(default=256, ge=64, le=16384)
