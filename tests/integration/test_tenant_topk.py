@@ -214,6 +214,13 @@ def test_a_tenant_moves_to_its_own_index_and_back_online_losing_nothing(platform
         stored = conn.execute("SELECT count(*) AS n FROM document_chunks WHERE org_id = %s", (tenant.org_id,))
         assert stored.fetchone()["n"] == len(tenant.vectors)
 
+    # An index dropped behind the registry's back: exact meanwhile, built again by the next run.
+    with psycopg.connect(platform.owner_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index_name(tenant.org_id))))
+    assert_true_top_k(tenant, tenant.draw(1)[0])
+    assert tenant.org_id in maintain_tenant_indexes(platform.owner_url, world["settings"]).built
+    assert _registry_state(platform.owner_url, tenant.org_id) == ("ready", True)
+
     # The tenant shrinks below half the threshold: back to exact scans, the index dropped.
     gone = documents[1:] + written_around_build
     with tenant_transaction(tenant.org_id) as conn:

@@ -103,7 +103,11 @@ def _maintain(conn: psycopg.Connection, settings: Settings, report: MaintenanceR
             _retire(conn, org_id)
             report.dropped.append(org_id)
     for org_id, size in sorted(sizes.items(), key=lambda item: -item[1]):
-        if size >= promote_at and registry.get(org_id) in (None, "building"):
+        # A ready entry whose index is gone or invalid (dropped or broken by hand) is built again.
+        needs_build = registry.get(org_id) in (None, "building") or (
+            registry.get(org_id) == "ready" and not _index_state(conn, index_name(org_id))
+        )
+        if size >= promote_at and org_id not in report.dropped and needs_build:
             try:
                 _build(conn, org_id, size, settings)
                 report.built.append(org_id)
