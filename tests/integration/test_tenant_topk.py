@@ -114,11 +114,12 @@ def _plan(org_id: uuid.UUID, statement: sql.Composed) -> str:
     return "\n".join(row["QUERY PLAN"] for row in rows)
 
 
-@pytest.mark.parametrize("filtered", [False, True])
-def test_the_planner_uses_the_large_tenants_own_index_even_in_a_generic_plan(world, filtered):
+def test_the_planner_uses_the_large_tenants_own_index_even_in_a_generic_plan(world):
+    # (With a metadata filter the planner may rightly prefer the few matching documents' chunks, read by
+    # their key and sorted: exact too. The filter's results are checked below, whichever plan it takes.)
     large = world["large"]
-    plan = _plan(large.org_id, search_statement(large.org_id, indexed=True, filtered=filtered))
-    assert f"Index Scan using {index_name(large.org_id)}" in plan
+    plan = _plan(large.org_id, search_statement(large.org_id, indexed=True, filtered=False))
+    assert f"Index Scan using {index_name(large.org_id)}" in plan, plan
 
 
 def test_the_exact_path_never_takes_a_graph(world):
