@@ -1,15 +1,17 @@
 """Recall@10 and latency of dense retrieval per tenant size, at up to a million chunks.
 
 Usage: .venv/bin/python bench/tenant_recall.py [--chunks 1000000] [--tenants 1000] [--queries 100]
-           [--db <owner connection URL>] [--skip-seed]
+           [--db <owner connection URL>] [--skip-seed] [--ef-search 100,200] [--exact-all]
 
 Synthetic but adversarial data: ``--chunks`` vectors of 384 dims in ``--tenants`` tenants whose sizes
-follow a Zipf law (the largest tenant holds ``--largest-share`` of all chunks), drawn around a few hundred
-gaussian centres; each tenant draws from its own random subset of centres, so tenants overlap and crowd
-each other's regions of a shared graph. Documents of 50 chunks are loaded in random order (tenants
-interleaved on disk, as many tenants ingesting at once leave them) with binary COPY into the schema the
-project's migrations create, then the indexes are built, the table vacuumed (as autovacuum would) and the
-project's index maintenance run with the configured threshold.
+follow a Zipf law (the largest tenant holds ``--largest-share`` of all chunks), around a few hundred
+gaussian centres; each tenant uses its own random subset of centres, so tenants overlap and crowd each
+other's regions of a shared graph; each document (50 chunks) has a topic near one of its tenant's centres.
+Documents are loaded in random order (tenants interleaved on disk, as many tenants ingesting at once
+leave them) by binary COPY into the seed's schema (the project's migrations before 0003), the indexes
+built after the load and the tables vacuumed (as autovacuum would). The seed is measured there; then the
+remaining migrations are applied to the loaded table and the project's index maintenance is run with the
+configured settings (TENANT_INDEX_MIN_CHUNKS, TENANT_INDEX_M, ...), and ours is measured.
 
 Searched as the application role, per size class (under 1k, 1k-10k, 10k+ chunks) with recall@10 against
 an exact search of the tenant in numpy (mean and worst query) and p50/p95 latency:
