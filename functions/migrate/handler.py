@@ -1,15 +1,28 @@
-"""Migrate function: applies pending migrations (run by a CDK Trigger on every deploy)."""
+"""Migrate function: applies pending migrations (run by a CDK Trigger on every deploy), and on a schedule
+maintains the per-tenant vector indexes (it alone holds the schema owner's credentials and talks to the
+database directly, not through RDS Proxy)."""
+
+from dataclasses import asdict
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore.config import reset_settings
 from ragcore.migrations import apply_migrations
 from ragcore.observability import logger
+from ragcore.retrieval.tenant_index import maintain_tenant_indexes
+
+TENANT_INDEXES_TASK = "tenant_indexes"
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # The owner and application secrets rotate: read them again rather than trust a warm copy.
     reset_settings()
+    if isinstance(event, dict) and event.get("task") == TENANT_INDEXES_TASK:
+        report = maintain_tenant_indexes()
+        result = {key: [str(v) for v in value] if isinstance(value, list) else value
+                  for key, value in asdict(report).items()}  # fmt: skip
+        logger.info("tenant indexes maintained", extra=result)
+        return result
     applied = apply_migrations()
     logger.info("migrations applied", extra={"applied": applied})
     return {"applied": applied}

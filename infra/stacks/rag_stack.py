@@ -179,7 +179,8 @@ class RagPlatformStack(Stack):
             },
             "timeout": {
                 "ingest": ingest_timeout,
-                "migrate": Duration.minutes(5),
+                # Long enough for a large tenant's index build (maintenance, on a schedule).
+                "migrate": Duration.minutes(15),
                 "stream": Duration.minutes(2),
             },
         }
@@ -188,7 +189,7 @@ class RagPlatformStack(Stack):
             "documents": "document CRUD; queues ingestion",
             "query": "synchronous answers, health",
             "ingest": "SQS batches: extract, chunk, embed, store",
-            "migrate": "applies SQL migrations (CDK Trigger)",
+            "migrate": "applies SQL migrations (CDK Trigger), maintains tenant vector indexes",
             "stream": "SSE answers (Lambda Web Adapter)",
         }
         # Layers referenced by ARN have no files to measure: their recorded sizes are counted instead.
@@ -289,6 +290,7 @@ class RagPlatformStack(Stack):
             function=self.functions["migrate"],
             execute_after=[self.network, self.database],
             timeout=Duration.minutes(5),
+            maintenance_every=Duration.minutes(15),
         )
         self.observability = Observability(
             self,

@@ -104,8 +104,19 @@ class Settings(BaseSettings):
     # empty: no CORS headers at all.
     cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
-    # Retrieval.
+    # Retrieval. A tenant holding at least tenant_index_min_chunks chunks gets a partial HNSW index of its
+    # own (built by the index maintenance); smaller tenants are searched exactly. An indexed tenant that
+    # shrinks below half the threshold goes back to exact search (the gap stops a tenant near the
+    # threshold from being rebuilt over and over).
+    tenant_index_min_chunks: int = Field(default=20_000, ge=1)
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+    # Twice pgvector's defaults: chunks of one document sit close together, and with m = 16 some such
+    # groups were unreachable in a tenant's graph whatever ef_search (docs/benchmarks.md).
+    tenant_index_m: int = Field(default=32, ge=4, le=100)
+    tenant_index_ef_construction: int = Field(default=128, ge=16, le=1000)
+    # maintenance_work_mem of the connection that builds a tenant's index (a graph that fits builds
+    # several times faster).
+    tenant_index_build_memory_mb: int = Field(default=256, ge=64, le=16384)
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod
