@@ -85,6 +85,16 @@ class Settings(BaseSettings):
 
     # Retrieval.
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+    # Okapi BM25 of the lexical retriever (tuned on SciFact's train queries, see docs/decisions.md).
+    bm25_k1: float = Field(default=1.2, ge=0.0, le=10.0)
+    bm25_b: float = Field(default=0.75, ge=0.0, le=1.0)
+    # Hybrid mode: how many chunks each retriever contributes before fusion (at least top_k), how they
+    # are fused ("convex": weighted sum of max-normalised scores; "rrf": reciprocal rank fusion), the
+    # weight of the dense retriever (the lexical one gets the rest) and RRF's rank constant.
+    hybrid_candidates: int = Field(default=100, ge=1, le=1000)
+    hybrid_fusion: Literal["convex", "rrf"] = "convex"
+    hybrid_dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    hybrid_rrf_k: int = Field(default=60, ge=1, le=1000)
 
     @field_validator("chunk_overlap_words")
     @classmethod

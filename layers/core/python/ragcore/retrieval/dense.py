@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,11 @@ from .types import Source
 
 
 def dense_search(
-    org_id: uuid.UUID, query_vector: np.ndarray, top_k: int, metadata_filter: dict[str, Any] | None = None
+    org_id: uuid.UUID,
+    query_vector: np.ndarray,
+    top_k: int,
+    metadata_filter: dict[str, Any] | None = None,
+    document_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[Source]:
     """The ``top_k`` chunks of the tenant closest to ``query_vector`` by cosine similarity.
 
@@ -32,6 +37,9 @@ def dense_search(
             "AND d.metadata @> %(meta)s)"
         )
         params["meta"] = Jsonb(metadata_filter)
+    if document_ids is not None:
+        document_clause += " AND c.document_id = ANY(%(document_ids)s)"
+        params["document_ids"] = list(document_ids)
     with tenant_transaction(org_id) as conn:
         conn.execute(
             "SELECT set_config('hnsw.ef_search', %s, true),"
