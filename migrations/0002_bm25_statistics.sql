@@ -82,18 +82,16 @@ BEGIN
         FROM (SELECT org_id, count(*) AS chunks, sum(lexical_length) AS length
               FROM bm25_old GROUP BY org_id) AS o
         WHERE s.org_id = o.org_id;
-    WITH gone AS (
-        SELECT o.org_id, u.lexeme AS term, count(*) AS chunks
-        FROM bm25_old AS o CROSS JOIN LATERAL unnest(o.content_tsv) AS u
-        GROUP BY o.org_id, u.lexeme
-    ), updated AS (
-        UPDATE bm25_term_stats AS t SET chunk_freq = t.chunk_freq - g.chunks
-        FROM gone AS g WHERE t.org_id = g.org_id AND t.term = g.term
-        RETURNING t.org_id, t.term, t.chunk_freq
-    )
+    UPDATE bm25_term_stats AS t SET chunk_freq = t.chunk_freq - g.chunks
+        FROM (SELECT o.org_id, u.lexeme AS term, count(*) AS chunks
+              FROM bm25_old AS o CROSS JOIN LATERAL unnest(o.content_tsv) AS u
+              GROUP BY o.org_id, u.lexeme) AS g
+        WHERE t.org_id = g.org_id AND t.term = g.term;
     -- Terms no chunk holds any more go, so the table stays the size of the live vocabulary.
-    DELETE FROM bm25_term_stats AS t USING updated AS u
-        WHERE t.org_id = u.org_id AND t.term = u.term AND u.chunk_freq = 0;
+    DELETE FROM bm25_term_stats AS t
+        USING (SELECT DISTINCT o.org_id, u.lexeme AS term
+               FROM bm25_old AS o CROSS JOIN LATERAL unnest(o.content_tsv) AS u) AS g
+        WHERE t.org_id = g.org_id AND t.term = g.term AND t.chunk_freq = 0;
     RETURN NULL;
 END
 $$;
