@@ -53,6 +53,59 @@ def load_split(path: Path, split: str) -> tuple[list[dict], dict[str, str], dict
     return corpus, queries, qrels
 
 
+def judged_subset(path: Path, corpus: list[dict], size: int | None) -> list[dict]:
+    """``corpus`` cut down to ``size`` documents: every document any split's qrels judge, then the
+    others in file order. Every split can still be evaluated on it, but it is easier than the whole."""
+    if size is None or size >= len(corpus):
+        return corpus
+    judged: set[str] = set()
+    for qrels in sorted((path / "qrels").glob("*.tsv")):
+        for line in qrels.read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[0] != "query-id":
+                judged.add(parts[1])
+    keep = {str(d["_id"]) for d in corpus if str(d["_id"]) in judged}
+    for record in corpus:
+        if len(keep) >= size:
+            break
+        keep.add(str(record["_id"]))
+    return [d for d in corpus if str(d["_id"]) in keep]
+
+
+def replicate(org_id: uuid.UUID, chunks: int) -> int:
+    """Copy the tenant's documents and chunks (embeddings included) until it holds at least ``chunks``
+    chunks: a larger tenant for timing queries without embedding the corpus again. Returns the count."""
+    from ragcore.db import tenant_transaction
+
+    while True:
+        with tenant_transaction(org_id) as conn:
+            have = conn.execute("SELECT count(*) AS n FROM document_chunks WHERE org_id = %s", (org_id,))
+            count = have.fetchone()["n"]
+            if count >= chunks:
+                return count
+            conn.execute(
+                """CREATE TEMP TABLE copies ON COMMIT DROP AS
+                   SELECT id AS original, gen_random_uuid() AS copy FROM documents WHERE org_id = %s""",
+                (org_id,),
+            )
+            conn.execute(
+                """INSERT INTO documents (id, org_id, name, content, metadata, status, chunk_count,
+                                          content_hash, ingested_hash)
+                   SELECT c.copy, d.org_id, d.name, d.content, d.metadata || '{"copy": true}', d.status,
+                          d.chunk_count, d.content_hash, d.ingested_hash
+                   FROM documents d JOIN copies c ON c.original = d.id WHERE d.org_id = %s""",
+                (org_id,),
+            )
+            conn.execute(
+                """INSERT INTO document_chunks (org_id, document_id, chunk_index, content, token_count,
+                                                embedding, embedding_model)
+                   SELECT k.org_id, c.copy, k.chunk_index, k.content, k.token_count, k.embedding,
+                          k.embedding_model
+                   FROM document_chunks k JOIN copies c ON c.original = k.document_id WHERE k.org_id = %s""",
+                (org_id,),
+            )
+
+
 def document_body(record: dict) -> dict:
     """The upload of one corpus record: title as the name, title and text as the content."""
     title = (record.get("title") or "").strip()
@@ -215,12 +268,19 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="qrels split to evaluate (default test)")
     parser.add_argument("--state", type=Path, help="keep the stack's data here and reuse an ingested corpus")
     parser.add_argument(
+        "--max-documents", type=int, help="ingest only this many documents (all judged ones first)"
+    )
+    parser.add_argument(
+        "--latency-chunks", type=int, default=0, help="copy the tenant's chunks up to this many before timing"
+    )
+    parser.add_argument(
         "--latency-queries", type=int, default=None, help="HTTP queries per mode (default: all)"
     )
     args = parser.parse_args()
     if not (args.dataset / "corpus.jsonl").is_file():
         raise SystemExit(f"{args.dataset} holds no corpus.jsonl")
     corpus, queries, qrels = load_split(args.dataset, args.split)
+    corpus = judged_subset(args.dataset, corpus, args.max_documents)
     print(f"{args.dataset.name} {args.split}: {len(corpus)} documents, {len(queries)} queries", flush=True)
 
     with stack(args.state) as (api, data_dir):
@@ -240,6 +300,12 @@ def main() -> None:
                 flush=True,
             )
         questions = list(queries.values())[: args.latency_queries]
+        if not questions:
+            return
+        if args.latency_chunks:
+            print(
+                f"tenant copied up to {replicate(org_id, args.latency_chunks)} chunks for timing", flush=True
+            )
         timings = latencies(api, session["token"], questions, MODES)
     print(f"POST /query/sync, top_k 10, {len(questions)} queries per mode ({machine_line()}):")
     for mode in MODES:
