@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.beir import load_split, prepared, stack  # noqa: E402
+from bench.beir import judged_subset, load_split, prepared, stack  # noqa: E402
 from bench.scifact_eval import ndcg_at_k  # noqa: E402
 
 Ranked = list[tuple[str, float]]  # (BEIR document id, score), best first, one entry per document
@@ -78,8 +78,10 @@ def main() -> None:
     parser.add_argument("--state", type=Path, required=True, help="the --state directory of bench/beir.py")
     parser.add_argument("--split", default="train")
     parser.add_argument("--depth", type=int, default=100, help="candidates per retriever")
+    parser.add_argument("--max-documents", type=int, help="as given to bench/beir.py")
     args = parser.parse_args()
     corpus, queries, qrels = load_split(args.dataset, args.split)
+    corpus = judged_subset(args.dataset, corpus, args.max_documents)
     print(f"{args.dataset.name} {args.split}: {len(queries)} queries", flush=True)
 
     with stack(args.state) as (api, data_dir):
@@ -87,6 +89,8 @@ def main() -> None:
         from ragcore.embeddings import get_embedder
         from ragcore.retrieval import dense_search, lexical_search
 
+        if not (data_dir / "beir-state.json").is_file():
+            raise SystemExit(f"{data_dir} holds no corpus ingested by bench/beir.py")
         session, beir_ids, _ = prepared(api, data_dir, corpus, reuse=True)
         org_id = uuid.UUID(session["org"]["id"])
         embedder = get_embedder(get_settings())

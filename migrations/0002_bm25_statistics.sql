@@ -16,12 +16,12 @@ CREATE FUNCTION bm25_query_terms(question text) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT tsvector_to_array(to_tsvector('english', question)) $$;
 
--- An OR of the given lexemes, for the GIN index. Lexemes are quoted verbatim (no second normalisation).
+-- An OR of the given lexemes, for the GIN index (NULL, matching nothing, for none). Lexemes are quoted
+-- verbatim, so they are not normalised a second time.
 CREATE FUNCTION bm25_any_term(terms text[]) RETURNS tsquery
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
-    SELECT COALESCE(
-        string_agg('''' || replace(replace(t, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery, ''::tsquery)
+    SELECT string_agg('''' || replace(replace(t, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
     FROM unnest(terms) AS t
 $$;
 

@@ -4,7 +4,9 @@ Term frequencies are the position counts in ``content_tsv`` and a chunk's length
 (``lexical_length``); the number of chunks, their average length and each term's chunk frequency are
 the tenant's own (``bm25_corpus_stats``, ``bm25_term_stats``, kept exact by triggers, see migration
 0002). The candidates are the tenant's chunks holding at least one query term, found through the GIN
-index on ``content_tsv``; every candidate is scored, so the top-k is exact.
+index on ``content_tsv``; every candidate is scored, so the top-k is exact. A candidate's tsvector is
+first cut down to the query's lexemes in C (``setweight`` marks them, ``ts_filter`` keeps them), which
+is several times faster than unnesting the whole vector in SQL.
 
     idf(t)   = ln(1 + (N - n(t) + 0.5) / (n(t) + 0.5))
     score(c) = sum over query terms t in c of idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avglen))
@@ -63,7 +65,8 @@ def lexical_search(
                     FROM bm25_term_stats t CROSS JOIN stats s
                     WHERE t.org_id = %(org)s AND t.term = ANY(%(terms)s::text[])),
                 matches AS MATERIALIZED (
-                    SELECT c.id, c.lexical_length, c.content_tsv
+                    SELECT c.id, c.lexical_length,
+                           ts_filter(setweight(c.content_tsv, 'A', %(terms)s::text[]), '{{a}}') AS hits
                     FROM document_chunks c
                     WHERE c.org_id = %(org)s AND c.content_tsv @@ bm25_any_term(%(terms)s::text[]) {filters}),
                 scored AS (
@@ -73,7 +76,7 @@ def lexical_search(
                     FROM matches m CROSS JOIN stats s
                     CROSS JOIN LATERAL (
                         SELECT u.lexeme, COALESCE(array_length(u.positions, 1), 1)::float8 AS tf
-                        FROM unnest(m.content_tsv) AS u) AS f
+                        FROM unnest(m.hits) AS u) AS f
                     JOIN terms t ON t.term = f.lexeme
                     GROUP BY m.id
                     ORDER BY score DESC, m.id
