@@ -89,10 +89,10 @@ class Settings(BaseSettings):
     bm25_k1: float = Field(default=1.2, ge=0.0, le=10.0)
     bm25_b: float = Field(default=0.75, ge=0.0, le=1.0)
     # Hybrid mode: how many chunks each retriever contributes before fusion (at least top_k), how they
-    # are fused ("convex": weighted sum of max-normalised scores; "rrf": reciprocal rank fusion), the
-    # weight of the dense retriever (the lexical one gets the rest) and RRF's rank constant.
+    # are fused (ragcore.retrieval.hybrid: "zscore", "convex" or "rrf"), the weight of the dense
+    # retriever (the lexical one gets the rest) and RRF's rank constant. Defaults tuned on SciFact train.
     hybrid_candidates: int = Field(default=100, ge=1, le=1000)
-    hybrid_fusion: Literal["convex", "rrf"] = "convex"
+    hybrid_fusion: Literal["zscore", "convex", "rrf"] = "zscore"
     hybrid_dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     hybrid_rrf_k: int = Field(default=60, ge=1, le=1000)
 
