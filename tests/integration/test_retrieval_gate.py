@@ -4,7 +4,7 @@ The subset (60 test queries, their relevant abstracts and hard negatives, 300 do
 written by scripts/make_retrieval_gate.py from the BEIR files. Documents go through the real upload and
 ingest path; queries through ``ragcore.query.retrieve``, which the query handlers call. The floors are
 a little under the figures recorded in docs/benchmarks.md, so that a change that loses retrieval
-quality fails here.
+quality fails here (measured on 2026-11-26: hybrid 0.869, dense 0.844, lexical 0.815).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from ragcore.query import retrieve
 
 DATA = Path(__file__).parent / "data" / "scifact_gate"
-HYBRID_NDCG_FLOOR = 0.80
-SINGLE_MODE_NDCG_FLOOR = 0.70
+HYBRID_NDCG_FLOOR = 0.85
+SINGLE_MODE_NDCG_FLOOR = 0.78
 
 
 def _ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
