@@ -79,6 +79,9 @@ def main() -> None:
     parser.add_argument("--split", default="train")
     parser.add_argument("--depth", type=int, default=100, help="candidates per retriever")
     parser.add_argument("--max-documents", type=int, help="as given to bench/beir.py")
+    parser.add_argument(
+        "--bm25-grid", action=argparse.BooleanOptionalAction, default=True, help="search k1 and b too"
+    )
     args = parser.parse_args()
     corpus, queries, qrels = load_split(args.dataset, args.split)
     corpus = judged_subset(args.dataset, corpus, args.max_documents)
@@ -110,13 +113,14 @@ def main() -> None:
 
         runs: dict[tuple[float, float], dict[str, Ranked]] = {}
         best = (1.2, 0.75)
-        for k1, b in [(1.2, b_) for b_ in (0.3, 0.5, 0.75, 0.9, 1.0)]:
+        grid_b = (0.3, 0.5, 0.75, 0.9, 1.0) if args.bm25_grid else (0.75,)
+        for k1, b in [(1.2, b_) for b_ in grid_b]:
             runs[(k1, b)] = bm25(k1, b)
             print(
                 f"lexical k1 {k1:.2f} b {b:.2f}       nDCG@10 {lexical_ndcg(runs[(k1, b)]):.4f}", flush=True
             )
         best = max(runs, key=lambda key: lexical_ndcg(runs[key]))
-        for k1 in (0.6, 0.9, 1.5, 2.0):
+        for k1 in (0.6, 0.9, 1.5, 2.0) if args.bm25_grid else ():
             key = (k1, best[1])
             runs[key] = bm25(*key)
             print(
