@@ -1,11 +1,13 @@
 """Sync query latency over HTTP on the local stack with 10,000 chunks in the tenant.
 
 Usage: .venv/bin/python bench/query_latency.py --data <scifact dir> [--chunks 10000] [--queries 200]
+       [--modes dense,hybrid]
 
 The tenant's chunks are SciFact passages of about 50 words, embedded once with the local model and
 written through the ingest pipeline's store (so rows, indexes and RLS are the real ones). The questions are
-SciFact test queries. Printed: p50/p95 of POST /query/sync end to end, and of its parts measured alone in
-the same run (question embedding, tenant-scoped dense retrieval).
+SciFact test queries. Printed: p50/p95 of POST /query/sync end to end for each retrieval mode (the modes
+take turns on each question, so they share the machine's noise), and of its parts measured alone in the
+same run (question embedding, tenant-scoped dense retrieval, hybrid retrieval).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def main() -> None:
     parser.add_argument("--data", help="SciFact directory (BEIR format); else $SCIFACT_DIR")
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--modes", default="dense,hybrid", help="retrieval modes to time, comma-separated")
     args = parser.parse_args()
     _, corpus, _, questions, _ = load_scifact(scifact_dir(args.data))
     grouped = passages(corpus, args.chunks)
@@ -64,7 +67,7 @@ def main() -> None:
         from ragcore.embeddings import get_embedder
         from ragcore.ingest import ClaimedDocument, PgDocumentStore
         from ragcore.query import answer
-        from ragcore.retrieval import dense_search
+        from ragcore.retrieval import dense_search, hybrid_search
 
         embedder = get_embedder(get_settings())
         registered = register(api)
@@ -97,34 +100,41 @@ def main() -> None:
         for question in questions[:5]:  # warm the connection pool, the model and the index pages
             requests.post(f"{api}/query/sync", json={"question": question}, headers=headers, timeout=60)
 
-        end_to_end, in_process, embedding, retrieval = [], [], [], []
-        for question in questions:
-            started = time.perf_counter()
-            response = requests.post(
-                f"{api}/query/sync", json={"question": question}, headers=headers, timeout=60
-            )
-            end_to_end.append((time.perf_counter() - started) * 1000)
-            response.raise_for_status()
-            assert len(response.json()["sources"]) == 5
-            in_process.append(timed(answer, principal, question, 5))
+        modes = args.modes.split(",")
+        end_to_end: dict[str, list[float]] = {mode: [] for mode in modes}
+        in_process, embedding, retrieval, hybrid_retrieval = [], [], [], []
+        for number, question in enumerate(questions):
+            turn = number % len(modes)
+            for mode in (*modes[turn:], *modes[:turn]):
+                started = time.perf_counter()
+                response = requests.post(
+                    f"{api}/query/sync",
+                    json={"question": question, "mode": mode},
+                    headers=headers,
+                    timeout=60,
+                )
+                end_to_end[mode].append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+                assert len(response.json()["sources"]) == 5
+            in_process.append(timed(answer, principal, question, 5, None, modes[0]))
             embedding.append(timed(embedder.embed, [question]))
             vector = embedder.embed([question])[0]
             retrieval.append(timed(dense_search, principal.org_id, vector, 5))
+            hybrid_retrieval.append(timed(hybrid_search, principal.org_id, question, vector, 5))
 
     today = datetime.date.today().isoformat()
     for label, values in (
-        ("POST /query/sync (HTTP)", end_to_end),
-        ("answer() in-process", in_process),
+        *((f"POST /query/sync {mode} (HTTP)", end_to_end[mode]) for mode in modes),
+        (f"answer() {modes[0]} in-process", in_process),
         ("question embedding alone", embedding),
         ("dense retrieval alone", retrieval),
+        ("hybrid retrieval alone", hybrid_retrieval),
     ):
-        print(f"{label:26s} p50 {percentile(values, 50):7.1f} ms   p95 {percentile(values, 95):7.1f} ms")
-    print(
-        f"| {today} | {machine_line()} | {args.chunks} chunks, {len(questions)} queries | sync query p50 "
-        f"{percentile(end_to_end, 50):.0f} ms, p95 {percentile(end_to_end, 95):.0f} ms | in-process p50 "
-        f"{percentile(in_process, 50):.0f} ms, p95 {percentile(in_process, 95):.0f} ms | retrieval alone p50 "
-        f"{percentile(retrieval, 50):.1f} ms, p95 {percentile(retrieval, 95):.1f} ms |"
-    )
+        print(f"{label:34s} p50 {percentile(values, 50):7.1f} ms   p95 {percentile(values, 95):7.1f} ms")
+    for mode in modes[1:]:
+        ratio = percentile(end_to_end[mode], 95) / percentile(end_to_end[modes[0]], 95)
+        print(f"{mode} / {modes[0]} at p95 (HTTP): {ratio:.2f}x")
+    print(f"{today}, {machine_line()}, {args.chunks} chunks, {len(questions)} queries")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ app = create_resolver()
 
 @app.post("/api/v1/query/sync")
 def query_sync(body: QueryRequest):
-    return query.answer(authenticate(app), body.question, body.top_k, body.filters)
+    return query.answer(
+        authenticate(app), body.question, body.top_k, body.filters, body.mode, body.document_ids
+    )
 
 
 @app.get("/api/v1/health")

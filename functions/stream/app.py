@@ -150,7 +150,9 @@ async def query_stream(request: Request) -> Response:
         return error_response(422, "validation_error", describe_validation_errors(errors))
 
     context = {"org_id": str(principal.org_id), "user_id": str(principal.user_id)}
-    events = query.answer_events(principal, body.question, body.top_k, body.filters)
+    events = query.answer_events(
+        principal, body.question, body.top_k, body.filters, body.mode, body.document_ids
+    )
     # Retrieval runs before the response starts: its failures are ordinary HTTP errors.
     try:
         first = await anyio.to_thread.run_sync(_next, events)

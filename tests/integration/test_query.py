@@ -29,7 +29,9 @@ def test_answer_comes_from_the_right_document_with_citations(platform, tenant):
     sources = result.body["sources"]
     assert sources[0]["document_name"] == "handbook.txt"
     assert sources[0]["document_id"] == tenant["handbook"]["id"]
-    assert set(sources[0]) == {"document_id", "document_name", "chunk_index", "content", "score"}
+    fields = {"document_id", "document_name", "chunk_index", "content", "score", "retrievers"}
+    assert set(sources[0]) == fields
+    assert set(sources[0]["retrievers"]) <= {"dense", "lexical"} and sources[0]["retrievers"]
     assert "twenty-five days of paid vacation" in result.body["answer"]
     assert "[1]" in result.body["answer"]
     assert result.body["usage"]["retrieved_chunks"] == len(sources)

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +93,16 @@ def test_stream_and_sync_give_the_same_answer_and_sources(platform, stream_url, 
     assert events[0][1]["sources"] == sync.body["sources"]
     assert events[-1][1]["usage"] == sync.body["usage"]
     assert "twenty-five days" in sync.body["answer"]
+
+
+def test_stream_honours_mode_and_document_ids(platform, stream_url, tenant):
+    body = {"question": QUESTION, "top_k": 3, "mode": "lexical"}
+    _, events = stream(stream_url, tenant, body)
+    sync = platform.request("POST", "/api/v1/query/sync", body, token=tenant)
+    assert events[0][1]["sources"] == sync.body["sources"]
+    assert {r for s in sync.body["sources"] for r in s["retrievers"]} == {"lexical"}
+    _, none = stream(stream_url, tenant, {"question": QUESTION, "document_ids": [str(uuid.uuid4())]})
+    assert none[0] == ("sources", {"sources": []})
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,16 @@ class QueryRequest(StrictModel):
         default=None,
         description='Metadata the documents must contain (JSON containment), e.g. {"team": "hr"}',
     )
+    mode: Literal["hybrid", "dense", "lexical"] = Field(
+        default="hybrid",
+        description="Retrievers: hybrid (dense and BM25, fused), dense (embeddings) or lexical (BM25)",
+    )
+    document_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Search only these documents of the caller's organisation",
+    )
 
     @field_validator("question")
     @classmethod

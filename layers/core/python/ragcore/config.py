@@ -117,6 +117,16 @@ class Settings(BaseSettings):
     # maintenance_work_mem of the connection that builds a tenant's index (a graph that fits builds
     # several times faster).
     tenant_index_build_memory_mb: int = Field(default=256, ge=64, le=16384)
+    # Okapi BM25 of the lexical retriever (tuned on SciFact's train queries, see docs/decisions.md).
+    bm25_k1: float = Field(default=1.2, ge=0.0, le=10.0)
+    bm25_b: float = Field(default=0.75, ge=0.0, le=1.0)
+    # Hybrid mode: how many chunks each retriever contributes before fusion (at least top_k), how they
+    # are fused (ragcore.retrieval.hybrid: "zscore", "convex" or "rrf"), the weight of the dense
+    # retriever (the lexical one gets the rest) and RRF's rank constant. Defaults tuned on SciFact train.
+    hybrid_candidates: int = Field(default=100, ge=1, le=1000)
+    hybrid_fusion: Literal["zscore", "convex", "rrf"] = "zscore"
+    hybrid_dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    hybrid_rrf_k: int = Field(default=60, ge=1, le=1000)
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod

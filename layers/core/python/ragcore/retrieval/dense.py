@@ -11,6 +11,7 @@ Two paths, chosen per tenant (decision 23 in docs/decisions.md):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,11 @@ _EXACT_ORDER = sql.SQL("(c.embedding <=> %(q)s) + 0")
 _INDEXED_ORDER = sql.SQL("c.embedding <=> %(q)s")
 
 
-def search_statement(org_id: uuid.UUID, *, indexed: bool, filtered: bool) -> sql.Composed:
-    """The nearest-chunks statement of one path, with parameters ``org``, ``q``, ``k`` (and ``meta``).
+def search_statement(
+    org_id: uuid.UUID, *, indexed: bool, filtered: bool, restricted: bool = False
+) -> sql.Composed:
+    """The nearest-chunks statement of one path, with parameters ``org``, ``q``, ``k`` (``meta`` when
+    ``filtered``, ``document_ids`` when ``restricted`` to some documents).
 
     ``indexed``: through the tenant's own HNSW index, whose predicate ``org_id = '<id>'`` the planner
     matches only against a constant (a parameter in a generic plan, as psycopg prepares repeated
@@ -43,10 +47,9 @@ def search_statement(org_id: uuid.UUID, *, indexed: bool, filtered: bool) -> sql
     else:
         tenant, order = sql.SQL("%(org)s"), _EXACT_ORDER
     document_clause = sql.SQL(
-        "AND c.document_id IN (SELECT d.id FROM documents d WHERE d.org_id = %(org)s "
-        "AND d.metadata @> %(meta)s)"
-        if filtered
-        else ""
+        ("AND c.document_id IN (SELECT d.id FROM documents d WHERE d.org_id = %(org)s "
+         "AND d.metadata @> %(meta)s)" if filtered else "")
+        + (" AND c.document_id = ANY(%(document_ids)s)" if restricted else "")
     )
     return sql.SQL(
         """WITH nearest AS MATERIALIZED (
@@ -69,6 +72,7 @@ def dense_search(
     query_vector: np.ndarray,
     top_k: int,
     metadata_filter: dict[str, Any] | None = None,
+    document_ids: Sequence[uuid.UUID] | None = None,
     *,
     exact: bool = False,
 ) -> list[Source]:
@@ -87,6 +91,8 @@ def dense_search(
     }
     if metadata_filter:
         params["meta"] = Jsonb(metadata_filter)
+    if document_ids is not None:
+        params["document_ids"] = list(document_ids)
     with tenant_transaction(org_id) as conn:
         # One round trip: the index settings (transaction-local, as RDS Proxy needs) and the path.
         indexed = conn.execute(
@@ -96,7 +102,12 @@ def dense_search(
             ).format(ready=sql.SQL(READY_INDEX_SQL)),
             {"org": org_id, "ef": str(max(settings.hnsw_ef_search, top_k))},
         ).fetchone()["indexed"]
-        statement = search_statement(org_id, indexed=indexed and not exact, filtered=bool(metadata_filter))
+        statement = search_statement(
+            org_id,
+            indexed=indexed and not exact,
+            filtered=bool(metadata_filter),
+            restricted=document_ids is not None,
+        )
         rows = conn.execute(statement, params).fetchall()
     return [
         Source(
