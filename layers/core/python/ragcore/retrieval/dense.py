@@ -47,8 +47,12 @@ def search_statement(
     else:
         tenant, order = sql.SQL("%(org)s"), _EXACT_ORDER
     document_clause = sql.SQL(
-        ("AND c.document_id IN (SELECT d.id FROM documents d WHERE d.org_id = %(org)s "
-         "AND d.metadata @> %(meta)s)" if filtered else "")
+        (
+            "AND c.document_id IN (SELECT d.id FROM documents d WHERE d.org_id = %(org)s "
+            "AND d.metadata @> %(meta)s)"
+            if filtered
+            else ""
+        )
         + (" AND c.document_id = ANY(%(document_ids)s)" if restricted else "")
     )
     return sql.SQL(
