@@ -22,17 +22,17 @@ PUBLIC_OPERATIONS = {
 # What each operation answers besides the errors every operation may give (401 when authenticated, 400
 # and 422 when it takes a body): its success status and its own error statuses (DESIGN.md's API table).
 OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
-    ("post", "/api/v1/auth/register"): (201, (409,)),
-    ("post", "/api/v1/auth/login"): (200, (401,)),
+    ("post", "/api/v1/auth/register"): (201, (409, 429)),
+    ("post", "/api/v1/auth/login"): (200, (401, 429)),
     ("get", "/api/v1/me"): (200, ()),
     ("post", "/api/v1/users"): (201, (403, 409)),
-    ("get", "/api/v1/users"): (200, ()),
+    ("get", "/api/v1/users"): (200, (403,)),
     ("delete", "/api/v1/users/{user_id}"): (204, (403, 404, 409)),
     ("post", "/api/v1/documents"): (202, (413, 503)),
     ("get", "/api/v1/documents"): (200, (400, 422)),
     ("get", "/api/v1/documents/{document_id}"): (200, (404,)),
     ("delete", "/api/v1/documents/{document_id}"): (204, (403, 404)),
-    ("post", "/api/v1/documents/{document_id}/reingest"): (202, (404, 503)),
+    ("post", "/api/v1/documents/{document_id}/reingest"): (202, (403, 404, 503)),
     ("post", "/api/v1/query/sync"): (200, (503,)),
     ("get", "/api/v1/health"): (200, ()),
 }
@@ -44,6 +44,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with existing state",
     413: "Content too large",
     422: "Invalid fields or parameters",
+    429: "Too many attempts; the Retry-After header says how many seconds to wait",
     503: "A dependency (queue, model provider) is unavailable; retry later",
 }
 
@@ -110,6 +111,10 @@ def _document_statuses(method: str, path: str, operation: dict) -> None:
             "description": ERROR_DESCRIPTIONS[status],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+        if status == 429:
+            responses[str(status)]["headers"] = {
+                "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}
+            }
     operation["responses"] = responses
 
 

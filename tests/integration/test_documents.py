@@ -190,6 +190,11 @@ def test_only_admins_delete_and_chunks_go_too(platform):
     denied = platform.request("DELETE", f"/api/v1/documents/{doc['id']}", token=member_token)
     assert denied.status == 403
     assert denied.body["error"]["code"] == "forbidden"
+    # Members upload and read; re-ingestion (embedding work, replaces what everyone queries) is an admin's.
+    reingest = platform.request("POST", f"/api/v1/documents/{doc['id']}/reingest", token=member_token)
+    assert reingest.status == 403
+    assert reingest.body["error"]["code"] == "forbidden"
+    assert get(platform, member_token, doc["id"]).body["document"]["status"] == "ready"
     assert platform.request("DELETE", f"/api/v1/documents/{doc['id']}", token=admin["token"]).status == 204
     assert get(platform, admin["token"], doc["id"]).status == 404
     assert (

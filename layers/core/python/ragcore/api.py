@@ -124,6 +124,9 @@ class StrictModel(BaseModel):
 def _password_fits_bcrypt(value: str) -> str:
     if len(value.encode()) > 72:
         raise ValueError("password must be at most 72 bytes")
+    if len(value.strip()) < 8:
+        # Eight spaces are eight characters but no secret at all.
+        raise ValueError("password must have at least 8 characters besides leading and trailing spaces")
     return value
 
 
@@ -261,6 +264,13 @@ def authenticate(app: APIGatewayRestResolver) -> Principal:
     principal = principal_from_authorization(app.current_event.headers.get("Authorization"))
     logger.append_keys(org_id=str(principal.org_id), user_id=str(principal.user_id))
     return principal
+
+
+def client_address(app: APIGatewayRestResolver) -> str | None:
+    """The caller's IP address as API Gateway saw it (requestContext.identity.sourceIp)."""
+    identity = (app.current_event.get("requestContext") or {}).get("identity") or {}
+    address = identity.get("sourceIp")
+    return address if isinstance(address, str) and address else None
 
 
 def parse_id(value: str, what: str) -> uuid.UUID:

@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     jwt_ttl_seconds: int = 3600
     password_bcrypt_rounds: int = Field(default=12, ge=12, le=16)
 
+    # Brute-force throttling, counted in the database so every Lambda environment sees the same numbers.
+    # Sign-in: attempts that did not succeed, per account (e-mail) and per client address, in a fixed window.
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=30, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    # Registration: attempts per client address (each one can reveal whether an e-mail is taken).
+    register_max_per_address: int = Field(default=20, ge=1)
+    register_window_seconds: int = Field(default=3600, ge=1)
+
     # Ingestion.
     queue_url: str = ""
     aws_region: str = "us-east-1"

@@ -149,11 +149,14 @@ def delete_document(principal: Principal, document_id: uuid.UUID) -> None:
 def reingest_document(
     principal: Principal, document_id: uuid.UUID, queue: IngestQueue | None = None
 ) -> dict[str, Any]:
-    """Rebuild a document's chunks: back to ``pending`` and enqueued again."""
+    """Rebuild a document's chunks: back to ``pending`` and enqueued again (admins only: it spends
+    embedding work and replaces what every member's queries read)."""
+    principal.require_admin()
     with tenant_transaction(principal.org_id) as conn:
         row = conn.execute(
             f"""UPDATE documents
-                SET status = 'pending', error = NULL, ingested_hash = NULL, attempts = 0, updated_at = now()
+                SET status = 'pending', error = NULL, ingested_hash = NULL, attempts = 0, requeues = 0,
+                    updated_at = now()
                 WHERE org_id = %s AND id = %s RETURNING {_COLUMNS}""",
             (principal.org_id, document_id),
         ).fetchone()
