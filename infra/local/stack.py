@@ -24,6 +24,9 @@ log = logging.getLogger("infra.local")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET_FILE = "jwt-secret"
 LOCAL_VISIBILITY_TIMEOUT = 30  # seconds; long enough for one ingest batch, short enough to see retries
+# The reaper's bounds locally (unless exported): past the local visibility timeout and any local ingest
+# run, far shorter than in AWS so a stranded document is seen to move within minutes.
+LOCAL_REAPER_BOUNDS = {"REAPER_PENDING_AFTER_SECONDS": "120", "REAPER_PROCESSING_AFTER_SECONDS": "300"}
 STREAM_APP = ("functions/stream/app.py", "app", "/api/v1/query")  # file, ASGI attribute, served path
 
 
@@ -34,6 +37,8 @@ class StackConfig:
     host: str = "127.0.0.1"
     root: Path = REPO_ROOT
     poll_wait_seconds: int = 5
+    # Scheduled functions (the reaper) run this often at most, whatever their rate in the template.
+    schedule_period_seconds: float = 60
     # Extra ASGI apps served at exact paths without a proxy event (see Gateway); overrides discovery.
     asgi_routes: dict[str, Callable[..., Any]] | None = None
 
@@ -72,6 +77,7 @@ class LocalStack:
         self._database: Any = None
         self._moto: Any = None
         self._pollers: list[Any] = []
+        self._schedulers: list[Any] = []
         self._gateway: Gateway | None = None
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
@@ -165,9 +171,11 @@ class LocalStack:
         self._setenv(**{**merged, "AWS_ENDPOINT_URL_SQS": endpoint})
         if "POWERTOOLS_TRACE_DISABLED" not in env:
             self._setenv(POWERTOOLS_TRACE_DISABLED="true")  # no X-Ray daemon here
+        self._setenv(**{key: value for key, value in LOCAL_REAPER_BOUNDS.items() if key not in env})
         _reset_ragcore_settings()
 
         _apply_migrations(owner_url)
+        _reap_at_start()
 
         # (d) functions and the gateway; (e) one poller per SQS event source.
         self.functions = {name: LocalFunction(spec, cfg.root, region) for name, spec in specs.items()}
@@ -188,6 +196,16 @@ class LocalStack:
                 )
                 poller.start()
                 self._pollers.append(poller)
+
+        from .schedule import Scheduler
+
+        for name, spec in template.functions.items():
+            for period in spec.schedules:
+                scheduler = Scheduler(
+                    self.functions[name], min(period, cfg.schedule_period_seconds), region=region
+                )
+                scheduler.start()
+                self._schedulers.append(scheduler)
 
         asgi_routes = cfg.asgi_routes if cfg.asgi_routes is not None else _discover_stream_app(cfg.root)
         self._gateway = Gateway(
@@ -238,6 +256,9 @@ class LocalStack:
             if self._server_thread is not None:
                 self._server_thread.join(10)
             self._server = None
+        for scheduler in self._schedulers:
+            scheduler.stop()
+        self._schedulers = []
         for poller in self._pollers:
             poller.stop()
         self._pollers = []
@@ -282,6 +303,23 @@ def _apply_migrations(owner_url: str) -> None:
         raise RuntimeError(f"cannot import ragcore.migrations.apply_migrations: {exc}") from exc
     applied = apply_migrations(owner_url)
     log.info("migrations: %s", ", ".join(applied) if applied else "up to date")
+
+
+def _reap_at_start() -> None:
+    """Documents left pending/processing by the previous run go back to the queue (or fail when their
+    attempts are used up) at once: this process's queue is new, so nothing of theirs is still in flight."""
+    from ragcore.queue import get_ingest_queue
+    from ragcore.reaper import reap
+
+    get_ingest_queue.cache_clear()  # the queue URL may differ from a previous stack in this process
+    report = reap(pending_after_seconds=0, processing_after_seconds=0)
+    if report.requeued or report.failed or report.unsent:
+        log.info(
+            "reaper at start-up: %d re-sent, %d failed, %d not sent",
+            len(report.requeued),
+            len(report.failed),
+            len(report.unsent),
+        )
 
 
 def _discover_stream_app(root: Path) -> dict[str, Callable[..., Any]]:

@@ -26,6 +26,8 @@ from infra.stacks.nag import CROSS_REGION_PREFIXES, apply_suppressions
 
 # Which services embed text (need the model when the provider is local) and which generate answers.
 EMBEDDERS = ("query", "ingest", "stream")
+# How often the reaper runs; its bounds (ragcore settings REAPER_*) say which documents are stale.
+REAPER_PERIOD_MINUTES = 5
 GENERATORS = ("query", "stream")
 TOKEN_VERIFIERS = ("auth", "documents", "query", "stream")
 
@@ -140,7 +142,7 @@ class RagPlatformStack(Stack):
         )
 
         # --- functions ---------------------------------------------------------------------------
-        services = ["auth", "documents", "query", "ingest", "migrate"]
+        services = ["auth", "documents", "query", "ingest", "migrate", "reaper"]
         stream_on = cfg.stream_enabled == "on" or (
             cfg.stream_enabled == "auto" and assets.has_function("stream")
         )
@@ -167,11 +169,13 @@ class RagPlatformStack(Stack):
                 "query": cfg.query_memory_mb,
                 "ingest": cfg.ingest_memory_mb,
                 "migrate": 512,
+                "reaper": 512,
                 "stream": cfg.query_memory_mb,
             },
             "timeout": {
                 "ingest": ingest_timeout,
                 "migrate": Duration.minutes(5),
+                "reaper": Duration.minutes(1),
                 "stream": Duration.minutes(2),
             },
         }
@@ -181,6 +185,7 @@ class RagPlatformStack(Stack):
             "query": "synchronous answers, health",
             "ingest": "SQS batches: extract, chunk, embed, store",
             "migrate": "applies SQL migrations (CDK Trigger)",
+            "reaper": "scheduled: re-sends or fails documents stranded in pending/processing",
             "stream": "SSE answers (Lambda Web Adapter)",
         }
         self.functions: dict[str, ServiceFunction] = {}
@@ -239,6 +244,7 @@ class RagPlatformStack(Stack):
             batch_size=cfg.ingest_batch_size,
             max_concurrency=cfg.ingest_max_concurrency,
         )
+        self.ingestion.reap_with(self.functions["reaper"], every=Duration.minutes(REAPER_PERIOD_MINUTES))
 
         # --- API, stream, migrations, observability ----------------------------------------------
         self.api = RestApi(

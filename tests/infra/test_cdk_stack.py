@@ -181,6 +181,29 @@ def test_event_source_mapping_reports_partial_failures_and_caps_concurrency(dev)
     assert mentions(props["EventSourceArn"], ref_of(dev, dev.stack.ingestion.queue))
 
 
+def test_reaper_runs_on_a_schedule_and_may_only_send_to_the_ingest_queue(dev):
+    from ragcore.config import Settings
+
+    logical, reaper = dev.function("reaper")
+    (rule,) = dev.resources("AWS::Events::Rule").values()
+    props = rule["Properties"]
+    assert props["ScheduleExpression"] == "rate(5 minutes)"
+    assert props["State"] == "ENABLED"
+    (target,) = props["Targets"]
+    assert mentions(target["Arn"], logical)
+    # The stated bound holds only if "processing" outlasts SQS's own re-delivery (the visibility timeout).
+    visibility = ref_of(dev, dev.stack.ingestion.queue)
+    queue = dev.template["Resources"][visibility]["Properties"]
+    assert Settings().reaper_processing_after_seconds > queue["VisibilityTimeout"]
+    actions = set()
+    for statement in statements_of(dev, "reaper"):
+        actions |= set(
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    assert "sqs:SendMessage" in actions
+    assert not any(a.startswith(("sqs:Receive", "sqs:Delete", "sqs:Purge")) for a in actions)
+
+
 def test_dlq_depth_alarm(dev):
     dlq = ref_of(dev, dev.stack.ingestion.dead_letter_queue)
     alarms = [

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     embed_max_retries: int = 5
     # Attempts before a document is marked failed; the queue's maxReceiveCount must be larger (5).
     ingest_max_attempts: int = Field(default=3, ge=1)
+    # The reaper (a scheduled function; at start-up and periodically in the local stack): a document
+    # `pending` for longer than the first bound is re-sent (at most reaper_max_requeues times, then failed);
+    # one `processing` for longer than the second is re-sent, or failed once its attempts are used up. The
+    # second bound exceeds the queue's visibility timeout (6 x 300 s in AWS), so the reaper only acts
+    # after SQS itself would have re-delivered.
+    reaper_pending_after_seconds: int = Field(default=900, ge=0)
+    reaper_processing_after_seconds: int = Field(default=2100, ge=0)
+    reaper_max_requeues: int = Field(default=3, ge=0)
+    reaper_batch_size: int = Field(default=500, ge=1)
 
     # Providers.
     embedding_provider: Literal["local", "openai", "bedrock"] = "local"
