@@ -27,6 +27,7 @@ LOCAL_VISIBILITY_TIMEOUT = 30  # seconds; long enough for one ingest batch, shor
 # The reaper's bounds locally (unless exported): past the local visibility timeout and any local ingest
 # run, far shorter than in AWS so a stranded document is seen to move within minutes.
 LOCAL_REAPER_BOUNDS = {"REAPER_PENDING_AFTER_SECONDS": "120", "REAPER_PROCESSING_AFTER_SECONDS": "300"}
+MAX_HEADER_READ_BYTES = 8 * 1024 * 1024
 STREAM_APP = ("functions/stream/app.py", "app", "/api/v1/query")  # file, ASGI attribute, served path
 
 
@@ -235,7 +236,18 @@ class LocalStack:
 
         cfg = self.config
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=cfg.host, port=cfg.port, lifespan="off", log_level="info")
+            uvicorn.Config(
+                app,
+                host=cfg.host,
+                port=cfg.port,
+                lifespan="off",
+                log_level="info",
+                # h11 drops a request whose headers exceed 16 KiB by closing the connection (a client
+                # still sending sees a reset, no body); reading up to 8 MiB of them lets the gateway
+                # answer 431 with the error body, as API Gateway does past its 10 KiB.
+                http="h11",
+                h11_max_incomplete_event_size=MAX_HEADER_READ_BYTES,
+            )
         )
         # Not the main thread, so uvicorn leaves signal handling to us.
         self._server_thread = threading.Thread(target=self._server.run, name="gateway", daemon=True)
