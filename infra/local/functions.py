@@ -58,6 +58,23 @@ class LocalFunction:
         with self._available:
             return list(self._idle)
 
+    @property
+    def busy(self) -> int:
+        """How many environments are running an invocation right now."""
+        with self._available:
+            return self._environments - len(self._idle)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Waits until no invocation is running; False if one still is after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._available:
+            while self._environments - len(self._idle) > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._available.wait(remaining)
+            return True
+
     def _cold_start(self) -> Any:
         """Imports the handler module for a new environment; None (error kept) when it cannot load."""
         module_name, _, attribute = self.spec.handler.rpartition(".")

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import uuid
 from datetime import UTC, datetime
 
 from .events import ACCOUNT_ID
 from .functions import FunctionError, LocalFunction
-
-log = logging.getLogger("infra.local.schedule")
 
 
 def scheduled_event(region: str, now: datetime | None = None) -> dict:
@@ -44,11 +41,17 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name=f"schedule-{self.function.name}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30) -> None:
-        """Stops after the run in progress, if any."""
+    def request_stop(self) -> None:
+        """No further runs; the one in progress, if any, finishes."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+
+    def stop(self, timeout: float = 30) -> bool:
+        """Stops after the run in progress; False if it is still running after ``timeout``."""
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_seconds):

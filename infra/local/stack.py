@@ -40,12 +40,18 @@ class StackConfig:
     poll_wait_seconds: int = 5
     # Scheduled functions (the reaper) run this often at most, whatever their rate in the template.
     schedule_period_seconds: float = 60
+    # On stop, how long running invocations may take to finish before they are abandoned.
+    shutdown_grace_seconds: float = 10
     # Extra ASGI apps served at exact paths without a proxy event (see Gateway); overrides discovery.
     asgi_routes: dict[str, Callable[..., Any]] | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> StackConfig:
-        return cls(data_dir=Path(environ.get("DATA_DIR", ".local")), port=int(environ.get("PORT", "8080")))
+        return cls(
+            data_dir=Path(environ.get("DATA_DIR", ".local")),
+            port=int(environ.get("PORT", "8080")),
+            shutdown_grace_seconds=float(environ.get("SHUTDOWN_GRACE_SECONDS", "10")),
+        )
 
 
 def load_or_create_jwt_secret(data_dir: Path) -> str:
@@ -79,6 +85,7 @@ class LocalStack:
         self._moto: Any = None
         self._pollers: list[Any] = []
         self._schedulers: list[Any] = []
+        self.abandoned_invocations = 0
         self._gateway: Gateway | None = None
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
@@ -268,12 +275,27 @@ class LocalStack:
             if self._server_thread is not None:
                 self._server_thread.join(10)
             self._server = None
-        for scheduler in self._schedulers:
-            scheduler.stop()
-        self._schedulers = []
-        for poller in self._pollers:
-            poller.stop()
-        self._pollers = []
+        # Background work first gets the grace period to finish (the pollers' long poll ends within its
+        # wait time); an invocation still running after it is abandoned, as Lambda abandons an
+        # environment that is shut down: its message is gone with this process's queue, and the reaper
+        # re-sends its document at the next start.
+        background = [*self._schedulers, *self._pollers]
+        for worker in background:
+            worker.request_stop()
+        deadline = time.monotonic() + self.config.shutdown_grace_seconds
+        for worker in background:
+            worker.stop(max(0.0, deadline - time.monotonic()))
+        self._schedulers, self._pollers = [], []
+        for function in self.functions.values():
+            function.wait_idle(max(0.0, deadline - time.monotonic()))
+        self.abandoned_invocations = sum(function.busy for function in self.functions.values())
+        if self.abandoned_invocations:
+            log.warning(
+                "%d invocation(s) still running after %ss are abandoned; the reaper re-sends their "
+                "documents at the next start",
+                self.abandoned_invocations,
+                self.config.shutdown_grace_seconds,
+            )
         if self._gateway is not None:
             self._gateway.close()
             self._gateway = None
