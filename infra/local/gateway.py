@@ -36,7 +36,7 @@ LAMBDA_PAYLOAD_BYTES = 6_291_456
 MAX_HEADER_BYTES = 10_240
 # How long a request may wait for a free execution environment before it is throttled (Lambda itself
 # refuses at once past its concurrency; a short wait absorbs bursts of a laptop's few environments).
-ENVIRONMENT_WAIT_SECONDS = 5.0
+ENVIRONMENT_WAIT_SECONDS = 10.0
 ASGIApp = Callable[..., Any]
 
 
