@@ -68,16 +68,44 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--throttle-calls", type=int, default=200)
+    parser.add_argument("--timing-logins", type=int, default=20)
     args = parser.parse_args()
     # Every client comes from 127.0.0.1: lift the per-address registration limit so the burst measures
     # the gateway, not the throttle (which has its own tests).
     os.environ.setdefault("REGISTER_MAX_PER_ADDRESS", str(10 * args.clients))
+    os.environ.setdefault("LOGIN_MAX_FAILURES_PER_ADDRESS", str(10 * args.timing_logins + 100))
 
     with running_stack() as api:
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=args.clients) as pool:
             results = [row for rows in pool.map(lambda _: _client(api), range(args.clients)) for row in rows]
         wall = time.monotonic() - started
+
+        # Unknown e-mail against wrong password, sequentially, interleaved: same status and body, and
+        # the same work (a bcrypt check against a dummy hash), so similar time. One account per 4 wrong
+        # passwords keeps each under its own limit.
+        timing = {"unknown": [], "wrong": []}
+        bodies = {"unknown": set(), "wrong": set()}
+        accounts = []
+        for n in range(args.timing_logins):
+            if n % 4 == 0:
+                email = f"timing-{uuid.uuid4().hex[:10]}@example.com"
+                requests.post(
+                    f"{api}/auth/register",
+                    json={"org_name": "Timing", "email": email, "password": "right-password-1"},
+                    timeout=60,
+                ).raise_for_status()
+                accounts.append(email)
+            for kind, email in (
+                ("unknown", f"nobody-{uuid.uuid4().hex[:10]}@example.com"),
+                ("wrong", accounts[-1]),
+            ):
+                begin = time.perf_counter()
+                answer = requests.post(
+                    f"{api}/auth/login", json={"email": email, "password": "wrong-password-1"}, timeout=60
+                )
+                timing[kind].append((time.perf_counter() - begin) * 1000)
+                bodies[kind].add((answer.status_code, answer.text))
 
         from ragcore.auth import hash_password, verify_password
         from ragcore.throttle import Limit, PgThrottleStore, throttle_key
@@ -107,6 +135,17 @@ def main() -> None:
         print(
             f"  {step} latency p50 {statistics.median(seconds):.2f} s, p95 {_percentile(seconds, 0.95):.2f} s"
         )
+    print(
+        f"failed sign-ins, {args.timing_logins} of each kind "
+        f"(status and body identical: {bodies['unknown'] == bodies['wrong']}):"
+    )
+    for kind, label in (("unknown", "unknown e-mail"), ("wrong", "wrong password (baseline)")):
+        print(
+            f"  {label}: p50 {statistics.median(timing[kind]):.1f} ms, "
+            f"p95 {_percentile(timing[kind], 0.95):.1f} ms"
+        )
+    ratio = statistics.median(timing["unknown"]) / statistics.median(timing["wrong"])
+    print(f"  unknown / wrong at p50: {ratio:.3f}x")
     p50, p95 = statistics.median(throttle_ms), _percentile(throttle_ms, 0.95)
     b50 = statistics.median(bcrypt_ms)
     print(f"throttle check (2 keys, one round trip): p50 {p50:.2f} ms, p95 {p95:.2f} ms")
