@@ -15,7 +15,7 @@ from infra.build_assets import dir_size, hash_file, stored_hash
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORE_EXCLUDES = ["__pycache__", "*.pyc", "*.egg-info"]
-SERVICES = ("auth", "documents", "query", "ingest", "migrate")
+SERVICES = ("auth", "documents", "query", "ingest", "migrate", "reaper")
 OPTIONAL_SERVICES = ("stream",)
 
 

@@ -9,7 +9,7 @@ import pytest
 from infra.constructs.api import ROUTES
 from infra.constructs.ingestion import VISIBILITY_FACTOR
 
-SERVICES = ("auth", "documents", "query", "ingest", "migrate")
+SERVICES = ("auth", "documents", "query", "ingest", "migrate", "reaper")
 # Environment keys that configure the Lambda tooling, not ragcore.config.Settings.
 TOOLING_PREFIXES = ("POWERTOOLS_", "AWS_LWA_")
 TOOLING_KEYS = {"AWS_LAMBDA_EXEC_WRAPPER"}
@@ -314,11 +314,11 @@ def test_wildcard_resources_only_for_xray(request, synth_name):
             assert "*" not in _actions(statement)
 
 
-def test_only_documents_sends_to_the_queue(dev):
+def test_only_documents_and_the_reaper_send_to_the_queue(dev):
     queue = ref_of(dev, dev.stack.ingestion.queue)
     for service in SERVICES:
         sends = [s for s in _grants(dev, service, "sqs:SendMessage")]
-        if service == "documents":
+        if service in ("documents", "reaper"):
             assert sends and all(mentions(s["Resource"], queue) for s in sends)
         else:
             assert not sends, service
