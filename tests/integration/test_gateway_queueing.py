@@ -28,19 +28,19 @@ def test_time_queued_for_an_environment_is_not_counted_against_the_timeout(tmp_p
     gate = type(sys)("_gateway_queue_gate")
     gate.entered, gate.release = threading.Event(), threading.Event()
     sys.modules[gate.__name__] = gate
-    code = tmp_path / "functions" / "work"
+    code = tmp_path / "functions" / "slow"
     code.mkdir(parents=True)
     (code / "handler.py").write_text(textwrap.dedent(HANDLER))
-    spec = FunctionSpec("work", "functions/work/", "handler.lambda_handler", 1, 128, {})
+    spec = FunctionSpec("slow", "functions/slow/", "handler.lambda_handler", 1, 128, {})
     function = LocalFunction(spec, tmp_path, max_environments=1)
-    gateway = Gateway(RouteTable([Route("POST", "/api/v1/work", "work")]), {"work": function})
+    gateway = Gateway(RouteTable([Route("POST", "/api/v1/slow", "slow")]), {"slow": function})
 
     async def scenario():
         transport = httpx.ASGITransport(app=gateway)
         async with httpx.AsyncClient(transport=transport, base_url="http://local", timeout=30) as client:
-            first = asyncio.create_task(client.post("/api/v1/work", content=b"first"))
+            first = asyncio.create_task(client.post("/api/v1/slow", content=b"first"))
             await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 10)
-            second = asyncio.create_task(client.post("/api/v1/work", content=b"second"))
+            second = asyncio.create_task(client.post("/api/v1/slow", content=b"second"))
             # The second request waits longer than the function's 1 s timeout for the only environment;
             # its handler then takes no time at all.
             await asyncio.sleep(1.5)
