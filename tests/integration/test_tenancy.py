@@ -86,13 +86,31 @@ def _tables(conn) -> dict[str, dict]:
                             AND pg_get_expr(p.polqual, p.polrelid) LIKE '%app_current_org()%'
                             AND (0 = ANY (p.polroles)
                                  OR (SELECT oid FROM pg_roles WHERE rolname = 'rag_app') = ANY (p.polroles))),
-                  has_table_privilege('rag_app', c.oid, 'SELECT')
+                  has_table_privilege('rag_app', c.oid, 'SELECT'),
+                  -- a policy open to the application role that does not restrict to the current tenant
+                  -- (policies are OR-ed: one such policy undoes the tenant policy)
+                  EXISTS (SELECT FROM pg_policy p
+                          WHERE p.polrelid = c.oid
+                            AND (0 = ANY (p.polroles)
+                                 OR (SELECT oid FROM pg_roles WHERE rolname = 'rag_app') = ANY (p.polroles))
+                            AND p.polpermissive
+                            AND (coalesce(pg_get_expr(p.polqual, p.polrelid), '')
+                                    NOT LIKE '%app_current_org()%'
+                                 OR coalesce(pg_get_expr(p.polwithcheck, p.polrelid), 'app_current_org()')
+                                    NOT LIKE '%app_current_org()%'))
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"""
     ).fetchall()
     return {
-        name: {"rls": rls, "forced": forced, "org_id": org_id, "tenant_policy": policy, "app_reads": reads}
-        for name, rls, forced, org_id, policy, reads in rows
+        name: {
+            "rls": rls,
+            "forced": forced,
+            "org_id": org_id,
+            "tenant_policy": policy,
+            "app_reads": reads,
+            "open_policy": open_policy,
+        }
+        for name, rls, forced, org_id, policy, reads, open_policy in rows
     }
 
 
@@ -105,6 +123,8 @@ def isolation_violations(conn) -> dict[str, str]:
         if t["org_id"] or name == "organizations":
             if not (t["rls"] and t["forced"] and t["tenant_policy"]):
                 problems[name] = "tenant table without forced row-level security on the current tenant"
+            elif t["open_policy"]:
+                problems[name] = "a policy lets the application role past the tenant predicate"
         elif name not in NON_TENANT_TABLES:
             problems[name] = "unknown table: tenant data needs an org_id column and RLS"
         elif t["app_reads"]:
@@ -131,6 +151,8 @@ def test_catalog_test_notices_a_new_tenant_table_without_rls(platform):
             assert "rls_probe" in isolation_violations(conn)  # enabled but not forced
             conn.execute("ALTER TABLE rls_probe FORCE ROW LEVEL SECURITY")
             assert "rls_probe" not in isolation_violations(conn)
+            conn.execute("CREATE POLICY everything ON rls_probe FOR SELECT USING (true)")
+            assert "rls_probe" in isolation_violations(conn)  # OR-ed with the tenant policy: no isolation
         finally:
             conn.rollback()
 
