@@ -36,6 +36,9 @@ OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
     ("post", "/api/v1/query/sync"): (200, (503,)),
     ("get", "/api/v1/health"): (200, ()),
 }
+# What the stream endpoint's body is, as a regular expression over the whole body (JSON Schema's
+# "pattern"): event frames and keep-alive comments, each ended by a blank line.
+SSE_PATTERN = r"^(?:(?::[^\n]*|event: (?:sources|token|done|error)\ndata: [^\n]*)\n\n)*$"
 ERROR_DESCRIPTIONS = {
     400: "Malformed request (invalid JSON, bad cursor)",
     401: "Missing, invalid or expired token (login: wrong e-mail or password)",
@@ -76,7 +79,19 @@ def _stream_operation(sync_operation: dict) -> dict:
         "responses": {
             "200": {
                 "description": "The answer as an event stream",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {
+                    "text/event-stream": {
+                        "schema": {
+                            "type": "string",
+                            "pattern": SSE_PATTERN,
+                            "description": (
+                                "Frames separated by a blank line: `event: <name>` then `data: <JSON>`, "
+                                "name one of sources, token, done, error; comment frames (`: ping`) "
+                                "keep the connection alive"
+                            ),
+                        }
+                    }
+                },
             },
             **{
                 status: {"description": description, **error}
@@ -85,6 +100,7 @@ def _stream_operation(sync_operation: dict) -> dict:
                     ("401", "Missing or invalid token"),
                     ("413", "Body too large"),
                     ("422", "Invalid question"),
+                    ("503", "Retrieval or the model provider is unavailable before the stream starts"),
                 )
             },
         },
