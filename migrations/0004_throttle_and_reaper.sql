@@ -71,7 +71,8 @@ CREATE POLICY owner_reaper ON documents TO CURRENT_USER USING (true) WITH CHECK 
 
 -- Finds documents stranded by a lost message or a dead worker and decides, in one statement per kind:
 --   pending untouched for p_pending_seconds: re-sent ('requeue'), or 'failed' once re-sent p_max_requeues
---     times already;
+--     times already (NULL leaves pending documents alone: the caller passes it while the queue is not
+--     empty, since their messages may be waiting there);
 --   processing untouched for p_processing_seconds (longer than any ingest invocation can run): back to
 --     pending and re-sent, or 'failed' when its attempts are used up (p_max_attempts).
 -- Re-sent documents get updated_at = now(), so each is re-sent at most once per bound. Rows are locked

@@ -57,6 +57,18 @@ def test_a_pending_document_whose_message_was_lost_is_sent_again_after_the_bound
     assert _status(platform, org["token"], doc["id"])["status"] == "ready"
 
 
+def test_a_stale_pending_document_is_left_alone_while_the_queue_holds_messages(platform):
+    """Its message may be waiting behind others: only a drained queue proves it lost."""
+    org = platform.register()
+    _lose_queued_messages(platform)  # whatever earlier tests left: only this document's message remains
+    waiting = upload(platform, org["token"])
+    _age(platform, waiting["id"], get_settings().reaper_pending_after_seconds + 1)
+    report = _run_reaper(platform)
+    assert report["requeued"] == 0 and report["failed"] == 0
+    assert platform.ingest_all() == 1  # exactly its own message: nothing was sent twice
+    assert _status(platform, org["token"], waiting["id"])["status"] == "ready"
+
+
 def test_a_document_whose_worker_died_is_sent_again_then_failed_when_attempts_are_used_up(platform):
     org = platform.register()
     first, second = upload(platform, org["token"]), upload(platform, org["token"])

@@ -26,9 +26,13 @@ class FakeSource:
 
 
 class FakeQueue:
-    def __init__(self, refuse=()):
+    def __init__(self, refuse=(), backlog=0):
         self.sent = []
         self.refuse = set(refuse)
+        self._backlog = backlog
+
+    def backlog(self):
+        return self._backlog
 
     def send(self, org_id, document_id):
         if document_id in self.refuse:
@@ -54,6 +58,13 @@ def test_the_reaper_resends_what_it_may_and_reports_the_rest():
     assert source.asked == (900, 2100, 3, 3, 500)
     # Throttle rows are kept a day past the longest window.
     assert source.purged_older_than == 3600 + 86_400 and report.purged_throttle_rows == 3
+
+
+def test_pending_documents_are_left_alone_while_the_queue_holds_messages():
+    source = FakeSource([])
+    report = reap(source=source, queue=FakeQueue(backlog=7), settings=Settings())
+    assert source.asked[:2] == (None, 2100)  # stuck `processing` documents are still judged by age
+    assert report.backlog == 7
 
 
 def test_the_reaper_at_start_up_takes_every_unfinished_document():

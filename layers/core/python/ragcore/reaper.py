@@ -1,7 +1,8 @@
 """The reaper: documents stranded by a lost message or a dead worker end ``ready`` or ``failed``.
 
-Bound (settings, defaults): a document ``pending`` for ``reaper_pending_after_seconds`` (900 s) is sent to
-the queue again, at most ``reaper_max_requeues`` (3) times, then marked ``failed``; one ``processing`` for
+Bound (settings, defaults): a document ``pending`` for ``reaper_pending_after_seconds`` (900 s) while the
+queue is empty (so its message cannot be waiting there) is sent to the queue again, at most
+``reaper_max_requeues`` (3) times, then marked ``failed``; one ``processing`` for
 ``reaper_processing_after_seconds`` (2100 s, past the queue's visibility timeout, so SQS has had its own
 chance to re-deliver) goes back to ``pending`` and is sent again, or is marked ``failed`` once its
 ``ingest_max_attempts`` are used up. Run every few minutes (in AWS on a schedule; locally at start-up and
@@ -39,12 +40,20 @@ class ReapReport:
     failed: list[uuid.UUID] = field(default_factory=list)
     unsent: list[uuid.UUID] = field(default_factory=list)  # the queue refused: next run tries again
     purged_throttle_rows: int = 0
+    backlog: int = 0  # messages in the queue when the run started; pending documents wait while > 0
 
 
 class StaleDocumentSource(Protocol):
     def take(
-        self, pending_after: int, processing_after: int, max_requeues: int, max_attempts: int, limit: int
-    ) -> list[StaleDocument]: ...
+        self,
+        pending_after: int | None,
+        processing_after: int,
+        max_requeues: int,
+        max_attempts: int,
+        limit: int,
+    ) -> list[StaleDocument]:
+        """Decide and mark the stale documents; ``pending_after`` None leaves pending ones alone."""
+        ...
 
     def purge_throttle(self, older_than_seconds: int) -> int: ...
 
@@ -53,7 +62,12 @@ class PgStaleDocumentSource:
     """StaleDocumentSource over PostgreSQL (the SECURITY DEFINER functions of migration 0004)."""
 
     def take(
-        self, pending_after: int, processing_after: int, max_requeues: int, max_attempts: int, limit: int
+        self,
+        pending_after: int | None,
+        processing_after: int,
+        max_requeues: int,
+        max_attempts: int,
+        limit: int,
     ) -> list[StaleDocument]:
         with anonymous_transaction() as conn:
             rows = conn.execute(
@@ -84,18 +98,22 @@ def reap(
     """
     settings = settings or get_settings()
     source = source or PgStaleDocumentSource()
+    queue = queue or get_ingest_queue()
     report = ReapReport()
+    if pending_after_seconds is None:
+        pending_after_seconds = settings.reaper_pending_after_seconds
+    if processing_after_seconds is None:
+        processing_after_seconds = settings.reaper_processing_after_seconds
+    report.backlog = queue.backlog()
     stale = source.take(
-        settings.reaper_pending_after_seconds if pending_after_seconds is None else pending_after_seconds,
-        settings.reaper_processing_after_seconds
-        if processing_after_seconds is None
-        else processing_after_seconds,
+        # A pending document may simply be waiting behind others: only a drained queue proves its message
+        # lost. A document stuck in `processing` is judged by its age alone.
+        None if report.backlog else pending_after_seconds,
+        processing_after_seconds,
         settings.reaper_max_requeues,
         settings.ingest_max_attempts,
         settings.reaper_batch_size,
     )
-    if any(doc.action == "requeue" for doc in stale):
-        queue = queue or get_ingest_queue()
     for doc in stale:
         if doc.action == "failed":
             report.failed.append(doc.document_id)
