@@ -201,6 +201,7 @@ def test_reaper_runs_on_a_schedule_and_may_only_send_to_the_ingest_queue(dev):
             statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         )
     assert "sqs:SendMessage" in actions
+    assert "sqs:GetQueueAttributes" in actions  # the backlog decides whether pending documents wait
     assert not any(a.startswith(("sqs:Receive", "sqs:Delete", "sqs:Purge")) for a in actions)
 
 
