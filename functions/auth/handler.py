@@ -9,6 +9,7 @@ from ragcore.api import (
     RegisterRequest,
     as_json_request,
     authenticate,
+    client_address,
     create_resolver,
     json_response,
     no_content,
@@ -21,12 +22,12 @@ app = create_resolver()
 
 @app.post("/api/v1/auth/register")
 def register(body: RegisterRequest):
-    return json_response(201, auth.register(body.org_name, body.email, body.password))
+    return json_response(201, auth.register(body.org_name, body.email, body.password, client_address(app)))
 
 
 @app.post("/api/v1/auth/login")
 def login(body: LoginRequest):
-    return json_response(200, auth.login(body.email, body.password))
+    return json_response(200, auth.login(body.email, body.password, client_address(app)))
 
 
 @app.get("/api/v1/me")

@@ -1,6 +1,6 @@
 """Documents function: upload (queued for ingestion), list, get, delete and re-ingest."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
@@ -28,9 +28,16 @@ def create_document(body: CreateDocumentRequest):
 
 @app.get("/api/v1/documents")
 def list_documents(
-    status: Annotated[str | None, Query()] = None,
+    status: Annotated[Literal["pending", "processing", "ready", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query()] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[A-Za-z0-9_-]+$",
+            max_length=200,
+            description="Opaque: the next_cursor of the previous page (anything else is 400)",
+        ),
+    ] = None,
 ):
     return documents.list_documents(authenticate(app), status=status, limit=limit, cursor=cursor)
 

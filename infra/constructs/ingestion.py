@@ -1,8 +1,11 @@
-"""Ingestion: the SQS queue (+ DLQ) that feeds the ingest function in partial-failure batches."""
+"""Ingestion: the SQS queue (+ DLQ) that feeds the ingest function in partial-failure batches, and the
+scheduled reaper that re-sends or fails documents whose message was lost or whose worker died."""
 
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -51,3 +54,16 @@ class Ingestion(Construct):
                 report_batch_item_failures=True,
             )
         )
+
+    def reap_with(self, reaper: ServiceFunction, *, every: Duration) -> events.Rule:
+        """Run the reaper on an EventBridge schedule; it may send to the queue (and nothing else)."""
+        self.queue.grant_send_messages(reaper.function)
+        rule = events.Rule(
+            self,
+            "ReaperSchedule",
+            description="re-sends or fails documents stranded in pending/processing",
+            schedule=events.Schedule.rate(every),
+        )
+        # One attempt: a failed run is simply the next scheduled one.
+        rule.add_target(targets.LambdaFunction(reaper.function, retry_attempts=0))
+        return rule

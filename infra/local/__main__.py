@@ -1,8 +1,9 @@
 """`python -m infra.local`: run the platform locally until SIGINT or SIGTERM.
 
-Environment: PORT (8080), DATA_DIR (.local), and optionally AWS_ENDPOINT_URL (LocalStack or AWS instead
-of the built-in moto), JWT_SECRET, DATABASE_URL + MIGRATION_DATABASE_URL (an external PostgreSQL), and
-any variable of the template's function environment (EMBEDDING_PROVIDER, ...).
+Environment: PORT (8080), DATA_DIR (.local), SHUTDOWN_GRACE_SECONDS (10: how long running invocations
+may finish after SIGTERM before they are abandoned to the reaper), and optionally AWS_ENDPOINT_URL
+(LocalStack or AWS instead of the built-in moto), JWT_SECRET, DATABASE_URL + MIGRATION_DATABASE_URL (an
+external PostgreSQL), and any variable of the template's function environment (EMBEDDING_PROVIDER, ...).
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ def main() -> int:
             pass
     finally:
         stack.stop()
+    if stack.abandoned_invocations:
+        # A thread still inside native code (onnxruntime's thread pool) when the interpreter finalizes
+        # makes the C++ runtime abort ("terminate called without an active exception", exit 134).
+        # Everything that holds state is stopped by now (PostgreSQL included), so leave without
+        # finalizing: the abandoned work is what the reaper picks up at the next start.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

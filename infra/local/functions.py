@@ -6,8 +6,10 @@ import importlib.util
 import logging
 import sys
 import threading
+import time
 import traceback
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +22,10 @@ log = logging.getLogger("infra.local.functions")
 
 class FunctionError(RuntimeError):
     """The function could not be loaded or raised: in AWS the caller sees an invocation error."""
+
+
+class Throttled(RuntimeError):
+    """Every environment stayed busy for the whole wait: Lambda would refuse the invocation (429)."""
 
 
 class LocalFunction:
@@ -51,6 +57,23 @@ class LocalFunction:
         """The handlers of the warm environments not serving a request, most recently used last."""
         with self._available:
             return list(self._idle)
+
+    @property
+    def busy(self) -> int:
+        """How many environments are running an invocation right now."""
+        with self._available:
+            return self._environments - len(self._idle)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Waits until no invocation is running; False if one still is after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._available:
+            while self._environments - len(self._idle) > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._available.wait(remaining)
+            return True
 
     def _cold_start(self) -> Any:
         """Imports the handler module for a new environment; None (error kept) when it cannot load."""
@@ -84,10 +107,14 @@ class LocalFunction:
             self._available.notify()
         return handler is not None
 
-    def _acquire(self) -> Any:
+    def _acquire(self, wait_seconds: float | None = None) -> Any:
+        deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
         with self._available:
             while not self._idle and self._environments >= self.max_environments:
-                self._available.wait()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise Throttled(f"{self.name}: all {self.max_environments} environments are busy")
+                self._available.wait(remaining)
             if self._idle:
                 return self._idle.pop()
             self._environments += 1
@@ -104,8 +131,23 @@ class LocalFunction:
             self._idle.append(handler)
             self._available.notify()
 
-    def invoke(self, event: dict[str, Any], request_id: str | None = None) -> Any:
-        handler = self._acquire()
+    def invoke(
+        self,
+        event: dict[str, Any],
+        request_id: str | None = None,
+        *,
+        wait_seconds: float | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> Any:
+        """Runs the event in a free environment and returns what the handler returned.
+
+        ``wait_seconds`` bounds the wait for a free environment (Throttled past it; None waits as long
+        as it takes, as the SQS poller does). ``on_start`` is called once the handler has an environment:
+        the gateway's integration timeout counts from there, not from the time spent queued.
+        """
+        handler = self._acquire(wait_seconds)
+        if on_start is not None:
+            on_start()
         context = LambdaContext(
             function_name=self.spec.name,
             memory_limit_in_mb=str(self.spec.memory_size),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
@@ -23,11 +24,19 @@ from .events import (
     normalise_path,
     translate_proxy_response,
 )
-from .functions import FunctionError, LocalFunction
+from .functions import FunctionError, LocalFunction, Throttled
 
 log = logging.getLogger("infra.local.gateway")
 
 API_GATEWAY_TIMEOUT_SECONDS = 29  # REST API integration timeout
+# Lambda's synchronous invocation limit, for the request event (the whole proxy event as JSON) and for
+# the response (the proxy result as JSON): 6 MB, whatever API Gateway itself accepts (10 MB).
+LAMBDA_PAYLOAD_BYTES = 6_291_456
+# API Gateway's limit on the request line plus header values; larger requests are refused, not reset.
+MAX_HEADER_BYTES = 10_240
+# How long a request may wait for a free execution environment before it is throttled (Lambda itself
+# refuses at once past its concurrency; a short wait absorbs bursts of a laptop's few environments).
+ENVIRONMENT_WAIT_SECONDS = 10.0
 ASGIApp = Callable[..., Any]
 
 
@@ -59,13 +68,15 @@ class Gateway:
         stage: str = "v1",
         binary_media_types: Sequence[str] = (),
         asgi_routes: Mapping[str, ASGIApp] | None = None,
-        max_workers: int = 16,
+        max_workers: int = 64,
+        environment_wait_seconds: float = ENVIRONMENT_WAIT_SECONDS,
     ):
         self.routes = routes
         self.functions = functions
         self.stage = stage
         self.binary_media_types = tuple(binary_media_types)
         self.asgi_routes = {normalise_path(path): app for path, app in (asgi_routes or {}).items()}
+        self.environment_wait_seconds = environment_wait_seconds
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="lambda")
 
     def close(self) -> None:
@@ -77,6 +88,17 @@ class Gateway:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        header_bytes = len(scope.get("raw_path") or scope["path"].encode()) + sum(
+            len(key) + len(value) for key, value in scope["headers"]
+        )
+        if header_bytes > MAX_HEADER_BYTES:
+            response = _error(
+                431,
+                "request_header_fields_too_large",
+                f"the request line and headers are {header_bytes} bytes; the limit is {MAX_HEADER_BYTES}",
+            )
+            await response(scope, receive, send)
             return
         app = self.asgi_routes.get(normalise_path(scope["path"]))
         if app is not None:
@@ -136,19 +158,45 @@ class Gateway:
             binary_media_types=self.binary_media_types,
             request_id=request_id,
         )
-        timeout = min(function.spec.timeout, API_GATEWAY_TIMEOUT_SECONDS)
-        loop = asyncio.get_running_loop()
-        try:
-            result = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, function.invoke, event, request_id), timeout
+        event_bytes = len(json.dumps(event).encode())
+        if event_bytes > LAMBDA_PAYLOAD_BYTES:
+            return _error(
+                413,
+                "payload_too_large",
+                f"the request's Lambda event is {event_bytes} bytes; Lambda accepts {LAMBDA_PAYLOAD_BYTES}",
             )
+        timeout = min(function.spec.timeout, API_GATEWAY_TIMEOUT_SECONDS)
+        try:
+            result = await self._invoke(function, event, request_id, timeout)
+            result_bytes = len(json.dumps(result).encode())
+            if result_bytes > LAMBDA_PAYLOAD_BYTES:
+                log.error("%s returned %d bytes (request %s)", function.name, result_bytes, request_id)
+                return _error(
+                    502,
+                    "internal_error",
+                    f"the function's response is {result_bytes} bytes; Lambda returns at most "
+                    f"{LAMBDA_PAYLOAD_BYTES}",
+                )
             http = translate_proxy_response(result)
+        except Throttled:
+            log.warning(
+                "%s: no free environment within %ss (request %s)",
+                function.name,
+                self.environment_wait_seconds,
+                request_id,
+            )
+            return _error(
+                429,
+                "too_many_requests",
+                "the function is at its concurrency limit; retry",
+                {"Retry-After": "1"},
+            )
         except TimeoutError:
             log.error("%s did not answer within %ss (request %s)", function.name, timeout, request_id)
             return _error(504, "gateway_timeout", f"the function did not answer within {timeout} seconds")
         except FunctionError as exc:
             return _error(502, "internal_error", str(exc))
-        except MalformedProxyResponse as exc:
+        except (MalformedProxyResponse, TypeError, ValueError) as exc:
             log.error("%s returned a malformed proxy response: %s", function.name, exc)
             return _error(502, "internal_error", f"malformed Lambda proxy response: {exc}")
 
@@ -159,6 +207,34 @@ class Gateway:
             (b"x-amzn-requestid", request_id.encode()),
         ]
         return response
+
+    async def _invoke(self, function: LocalFunction, event: dict, request_id: str, timeout: float) -> Any:
+        """The handler's result. The integration timeout runs from the moment the handler starts, so time
+        spent waiting for a free environment (at most environment_wait_seconds, then Throttled) is never
+        turned into a 504 for work that then completes."""
+        loop = asyncio.get_running_loop()
+        started = loop.create_future()
+
+        def on_start() -> None:
+            loop.call_soon_threadsafe(lambda: started.done() or started.set_result(None))
+
+        call = loop.run_in_executor(
+            self._executor,
+            functools.partial(
+                function.invoke,
+                event,
+                request_id,
+                wait_seconds=self.environment_wait_seconds,
+                on_start=on_start,
+            ),
+        )
+        await asyncio.wait({call, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not call.done():
+            done, _ = await asyncio.wait({call}, timeout=timeout)
+            if not done:
+                raise TimeoutError
+        started.cancel()
+        return call.result()
 
     @staticmethod
     async def _read_body(request: Request) -> bytes:

@@ -111,10 +111,18 @@ class SqsPoller:
         )
         self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> None:
+    def request_stop(self) -> None:
+        """Stops polling after the receive or invocation in progress."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout if timeout is not None else self.wait_seconds + 5)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stops polling and waits for the thread; False if an invocation is still running after
+        ``timeout``."""
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout if timeout is not None else self.wait_seconds + 5)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.is_set():

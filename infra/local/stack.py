@@ -24,6 +24,10 @@ log = logging.getLogger("infra.local")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET_FILE = "jwt-secret"
 LOCAL_VISIBILITY_TIMEOUT = 30  # seconds; long enough for one ingest batch, short enough to see retries
+# The reaper's bounds locally (unless exported): past the local visibility timeout and any local ingest
+# run, far shorter than in AWS so a stranded document is seen to move within minutes.
+LOCAL_REAPER_BOUNDS = {"REAPER_PENDING_AFTER_SECONDS": "120", "REAPER_PROCESSING_AFTER_SECONDS": "300"}
+MAX_HEADER_READ_BYTES = 8 * 1024 * 1024
 STREAM_APP = ("functions/stream/app.py", "app", "/api/v1/query")  # file, ASGI attribute, served path
 
 
@@ -34,12 +38,20 @@ class StackConfig:
     host: str = "127.0.0.1"
     root: Path = REPO_ROOT
     poll_wait_seconds: int = 5
+    # Scheduled functions (the reaper) run this often at most, whatever their rate in the template.
+    schedule_period_seconds: float = 60
+    # On stop, how long running invocations may take to finish before they are abandoned.
+    shutdown_grace_seconds: float = 10
     # Extra ASGI apps served at exact paths without a proxy event (see Gateway); overrides discovery.
     asgi_routes: dict[str, Callable[..., Any]] | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> StackConfig:
-        return cls(data_dir=Path(environ.get("DATA_DIR", ".local")), port=int(environ.get("PORT", "8080")))
+        return cls(
+            data_dir=Path(environ.get("DATA_DIR", ".local")),
+            port=int(environ.get("PORT", "8080")),
+            shutdown_grace_seconds=float(environ.get("SHUTDOWN_GRACE_SECONDS", "10")),
+        )
 
 
 def load_or_create_jwt_secret(data_dir: Path) -> str:
@@ -72,6 +84,8 @@ class LocalStack:
         self._database: Any = None
         self._moto: Any = None
         self._pollers: list[Any] = []
+        self._schedulers: list[Any] = []
+        self.abandoned_invocations = 0
         self._gateway: Gateway | None = None
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
@@ -165,9 +179,11 @@ class LocalStack:
         self._setenv(**{**merged, "AWS_ENDPOINT_URL_SQS": endpoint})
         if "POWERTOOLS_TRACE_DISABLED" not in env:
             self._setenv(POWERTOOLS_TRACE_DISABLED="true")  # no X-Ray daemon here
+        self._setenv(**{key: value for key, value in LOCAL_REAPER_BOUNDS.items() if key not in env})
         _reset_ragcore_settings()
 
         _apply_migrations(owner_url)
+        _reap_at_start()
 
         # (d) functions and the gateway; (e) one poller per SQS event source.
         self.functions = {name: LocalFunction(spec, cfg.root, region) for name, spec in specs.items()}
@@ -188,6 +204,16 @@ class LocalStack:
                 )
                 poller.start()
                 self._pollers.append(poller)
+
+        from .schedule import Scheduler
+
+        for name, spec in template.functions.items():
+            for period in spec.schedules:
+                scheduler = Scheduler(
+                    self.functions[name], min(period, cfg.schedule_period_seconds), region=region
+                )
+                scheduler.start()
+                self._schedulers.append(scheduler)
 
         asgi_routes = cfg.asgi_routes if cfg.asgi_routes is not None else _discover_stream_app(cfg.root)
         self._gateway = Gateway(
@@ -217,7 +243,18 @@ class LocalStack:
 
         cfg = self.config
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=cfg.host, port=cfg.port, lifespan="off", log_level="info")
+            uvicorn.Config(
+                app,
+                host=cfg.host,
+                port=cfg.port,
+                lifespan="off",
+                log_level="info",
+                # h11 drops a request whose headers exceed 16 KiB by closing the connection (a client
+                # still sending sees a reset, no body); reading up to 8 MiB of them lets the gateway
+                # answer 431 with the error body, as API Gateway does past its 10 KiB.
+                http="h11",
+                h11_max_incomplete_event_size=MAX_HEADER_READ_BYTES,
+            )
         )
         # Not the main thread, so uvicorn leaves signal handling to us.
         self._server_thread = threading.Thread(target=self._server.run, name="gateway", daemon=True)
@@ -238,9 +275,27 @@ class LocalStack:
             if self._server_thread is not None:
                 self._server_thread.join(10)
             self._server = None
-        for poller in self._pollers:
-            poller.stop()
-        self._pollers = []
+        # Background work first gets the grace period to finish (the pollers' long poll ends within its
+        # wait time); an invocation still running after it is abandoned, as Lambda abandons an
+        # environment that is shut down: its message is gone with this process's queue, and the reaper
+        # re-sends its document at the next start.
+        background = [*self._schedulers, *self._pollers]
+        for worker in background:
+            worker.request_stop()
+        deadline = time.monotonic() + self.config.shutdown_grace_seconds
+        for worker in background:
+            worker.stop(max(0.0, deadline - time.monotonic()))
+        self._schedulers, self._pollers = [], []
+        for function in self.functions.values():
+            function.wait_idle(max(0.0, deadline - time.monotonic()))
+        self.abandoned_invocations = sum(function.busy for function in self.functions.values())
+        if self.abandoned_invocations:
+            log.warning(
+                "%d invocation(s) still running after %ss are abandoned; the reaper re-sends their "
+                "documents at the next start",
+                self.abandoned_invocations,
+                self.config.shutdown_grace_seconds,
+            )
         if self._gateway is not None:
             self._gateway.close()
             self._gateway = None
@@ -282,6 +337,23 @@ def _apply_migrations(owner_url: str) -> None:
         raise RuntimeError(f"cannot import ragcore.migrations.apply_migrations: {exc}") from exc
     applied = apply_migrations(owner_url)
     log.info("migrations: %s", ", ".join(applied) if applied else "up to date")
+
+
+def _reap_at_start() -> None:
+    """Documents left pending/processing by the previous run go back to the queue (or fail when their
+    attempts are used up) at once: this process's queue is new, so nothing of theirs is still in flight."""
+    from ragcore.queue import get_ingest_queue
+    from ragcore.reaper import reap
+
+    get_ingest_queue.cache_clear()  # the queue URL may differ from a previous stack in this process
+    report = reap(pending_after_seconds=0, processing_after_seconds=0)
+    if report.requeued or report.failed or report.unsent:
+        log.info(
+            "reaper at start-up: %d re-sent, %d failed, %d not sent",
+            len(report.requeued),
+            len(report.failed),
+            len(report.unsent),
+        )
 
 
 def _discover_stream_app(root: Path) -> dict[str, Callable[..., Any]]:

@@ -67,6 +67,21 @@ class FunctionSpec:
     memory_size: int
     environment: dict[str, Any]  # raw values: strings or intrinsic functions
     sqs_events: tuple[SqsEventSource, ...] = ()
+    schedules: tuple[int, ...] = ()  # periods in seconds of its Schedule events (EventBridge rate(...))
+
+
+_RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
+
+
+def parse_rate(expression: str) -> int:
+    """Seconds between runs of an EventBridge ``rate(N unit)`` expression (cron is not run locally)."""
+    text = expression.strip()
+    if not (text.startswith("rate(") and text.endswith(")")):
+        raise TemplateError(f"only rate(...) schedules run locally, not {expression!r}")
+    amount, _, unit = text[5:-1].strip().partition(" ")
+    if not amount.isdigit() or int(amount) < 1 or unit.strip() not in _RATE_UNITS:
+        raise TemplateError(f"malformed schedule {expression!r}")
+    return int(amount) * _RATE_UNITS[unit.strip()]
 
 
 @dataclass(frozen=True)
@@ -139,10 +154,13 @@ def load_template(path: Path) -> Template:
             env = dict(global_env)
             env.update(((props.get("Environment") or {}).get("Variables")) or {})
             sqs_events = []
+            schedules = []
             for event_name, event in (props.get("Events") or {}).items():
                 event_props = event.get("Properties") or {}
                 if event["Type"] == "Api":
                     routes.append(Route(str(event_props["Method"]).upper(), str(event_props["Path"]), name))
+                elif event["Type"] == "Schedule":
+                    schedules.append(parse_rate(str(event_props["Schedule"])))
                 elif event["Type"] == "SQS":
                     queue = _logical_id_of(event_props["Queue"])
                     if queue is None:
@@ -165,6 +183,7 @@ def load_template(path: Path) -> Template:
                 memory_size=int(props.get("MemorySize", globals_.get("MemorySize", 128))),
                 environment=env,
                 sqs_events=tuple(sqs_events),
+                schedules=tuple(schedules),
             )
 
     return Template(

@@ -23,7 +23,7 @@ from infra.build_assets import (
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CORE_EXCLUDES = ["__pycache__", "*.pyc", "*.egg-info"]
-SERVICES = ("auth", "documents", "query", "ingest", "migrate")
+SERVICES = ("auth", "documents", "query", "ingest", "migrate", "reaper")
 OPTIONAL_SERVICES = ("stream",)
 
 

@@ -26,6 +26,8 @@ from infra.stacks.config import LWA_ACCOUNT, LWA_LAYER_UNZIPPED_BYTES, StageConf
 from infra.stacks.nag import CROSS_REGION_PREFIXES, apply_suppressions
 
 # Which services embed text and which generate answers: EMBEDDERS, GENERATORS (infra.build_assets).
+# How often the reaper runs; its bounds (ragcore settings REAPER_*) say which documents are stale.
+REAPER_PERIOD_MINUTES = 5
 TOKEN_VERIFIERS = ("auth", "documents", "query", "stream")
 # Functions that answer browsers (and so need the allowed CORS origins).
 HTTP_SERVICES = ("auth", "documents", "query", "stream")
@@ -148,7 +150,7 @@ class RagPlatformStack(Stack):
         )
 
         # --- functions ---------------------------------------------------------------------------
-        services = ["auth", "documents", "query", "ingest", "migrate"]
+        services = ["auth", "documents", "query", "ingest", "migrate", "reaper"]
         stream_on = cfg.stream_enabled == "on" or (
             cfg.stream_enabled == "auto" and assets.has_function("stream")
         )
@@ -175,12 +177,14 @@ class RagPlatformStack(Stack):
                 "query": cfg.query_memory_mb,
                 "ingest": cfg.ingest_memory_mb,
                 "migrate": 512,
+                "reaper": 512,
                 "stream": cfg.query_memory_mb,
             },
             "timeout": {
                 "ingest": ingest_timeout,
                 # Long enough for a large tenant's index build (maintenance, on a schedule).
                 "migrate": Duration.minutes(15),
+                "reaper": Duration.minutes(1),
                 "stream": Duration.minutes(2),
             },
         }
@@ -190,6 +194,7 @@ class RagPlatformStack(Stack):
             "query": "synchronous answers, health",
             "ingest": "SQS batches: extract, chunk, embed, store",
             "migrate": "applies SQL migrations (CDK Trigger), maintains tenant vector indexes",
+            "reaper": "scheduled: re-sends or fails documents stranded in pending/processing",
             "stream": "SSE answers (Lambda Web Adapter)",
         }
         # Layers referenced by ARN have no files to measure: their recorded sizes are counted instead.
@@ -263,6 +268,7 @@ class RagPlatformStack(Stack):
             batch_size=cfg.ingest_batch_size,
             max_concurrency=cfg.ingest_max_concurrency,
         )
+        self.ingestion.reap_with(self.functions["reaper"], every=Duration.minutes(REAPER_PERIOD_MINUTES))
 
         # --- API, stream, migrations, observability ----------------------------------------------
         self.api = RestApi(

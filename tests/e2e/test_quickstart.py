@@ -58,3 +58,11 @@ def test_missing_token_is_401(base_url):
     response = requests.get(f"{base_url}/api/v1/documents", timeout=30)
     assert response.status_code == 401
     assert response.json()["error"]["code"]
+
+
+def test_a_1_mb_authorization_header_is_431_with_the_error_body_not_a_reset(base_url):
+    response = requests.get(
+        f"{base_url}/api/v1/documents", headers={"Authorization": "Bearer " + "x" * 1_000_000}, timeout=30
+    )
+    assert response.status_code == 431
+    assert response.json()["error"]["code"] == "request_header_fields_too_large"

@@ -73,7 +73,7 @@ def full(tmp_path_factory) -> Synth:
     for name in ("layers", "migrations"):
         (root / name).symlink_to(ROOT / name)
     (root / "functions").mkdir()
-    for service in ("auth", "documents", "query", "ingest", "migrate"):
+    for service in ("auth", "documents", "query", "ingest", "migrate", "reaper"):
         (root / "functions" / service).symlink_to(ROOT / "functions" / service)
     stream = root / "functions" / "stream"
     stream.mkdir()

@@ -10,7 +10,7 @@ import pytest
 from infra.constructs.api import ROUTES
 from infra.constructs.ingestion import VISIBILITY_FACTOR
 
-SERVICES = ("auth", "documents", "query", "ingest", "migrate")
+SERVICES = ("auth", "documents", "query", "ingest", "migrate", "reaper")
 # Environment keys that configure the Lambda tooling, not ragcore.config.Settings.
 TOOLING_PREFIXES = ("POWERTOOLS_", "AWS_LWA_")
 TOOLING_KEYS = {"AWS_LAMBDA_EXEC_WRAPPER"}
@@ -190,6 +190,30 @@ def test_event_source_mapping_reports_partial_failures_and_caps_concurrency(dev)
     assert mentions(props["EventSourceArn"], ref_of(dev, dev.stack.ingestion.queue))
 
 
+def test_reaper_runs_on_a_schedule_and_may_only_send_to_the_ingest_queue(dev):
+    from ragcore.config import Settings
+
+    logical, reaper = dev.function("reaper")
+    (rule,) = dev.resources("AWS::Events::Rule").values()
+    props = rule["Properties"]
+    assert props["ScheduleExpression"] == "rate(5 minutes)"
+    assert props["State"] == "ENABLED"
+    (target,) = props["Targets"]
+    assert mentions(target["Arn"], logical)
+    # The stated bound holds only if "processing" outlasts SQS's own re-delivery (the visibility timeout).
+    visibility = ref_of(dev, dev.stack.ingestion.queue)
+    queue = dev.template["Resources"][visibility]["Properties"]
+    assert Settings().reaper_processing_after_seconds > queue["VisibilityTimeout"]
+    actions = set()
+    for statement in statements_of(dev, "reaper"):
+        actions |= set(
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    assert "sqs:SendMessage" in actions
+    assert "sqs:GetQueueAttributes" in actions  # the backlog decides whether pending documents wait
+    assert not any(a.startswith(("sqs:Receive", "sqs:Delete", "sqs:Purge")) for a in actions)
+
+
 def test_dlq_depth_alarm(dev):
     dlq = ref_of(dev, dev.stack.ingestion.dead_letter_queue)
     alarms = [
@@ -300,11 +324,11 @@ def test_wildcard_resources_only_for_xray(request, synth_name):
             assert "*" not in _actions(statement)
 
 
-def test_only_documents_sends_to_the_queue(dev):
+def test_only_documents_and_the_reaper_send_to_the_queue(dev):
     queue = ref_of(dev, dev.stack.ingestion.queue)
     for service in SERVICES:
         sends = [s for s in _grants(dev, service, "sqs:SendMessage")]
-        if service == "documents":
+        if service in ("documents", "reaper"):
             assert sends and all(mentions(s["Resource"], queue) for s in sends)
         else:
             assert not sends, service

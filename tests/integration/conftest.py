@@ -4,6 +4,7 @@ template-local.yaml invoked with the API Gateway and SQS events they receive in 
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,12 @@ class HttpResult:
     headers: dict[str, str]
 
 
+def random_client_address() -> str:
+    """An address of TEST-NET-2: unless a test says otherwise, each request comes from its own client, as
+    sign-ups and sign-ins of a real platform do, so per-address limits only bind where a test means them."""
+    return f"198.51.{random.randint(0, 255)}.{random.randint(1, 254)}"
+
+
 class Platform:
     """Sends HTTP-shaped requests through the real handlers and drains the ingest queue on demand."""
 
@@ -50,7 +57,13 @@ class Platform:
         self.poller = SqsPoller(self.sqs, queue_url, ingest, ingest.spec.sqs_events[0], region=REGION)
 
     def invoke(
-        self, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"", query: str = ""
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        query: str = "",
+        source_ip: str | None = None,
     ) -> dict[str, Any]:
         """The function's raw proxy response to exactly these headers and body."""
         match = self.routes.match(method, path)
@@ -63,6 +76,7 @@ class Platform:
             headers=headers,
             query_string=query,
             body=body,
+            source_ip=source_ip or random_client_address(),
         )
         return self.functions[match.route.function].invoke(event)
 
@@ -74,16 +88,17 @@ class Platform:
         token: str | None = None,
         query: str = "",
         raw_body: bytes | None = None,
+        source_ip: str | None = None,
     ) -> HttpResult:
         headers = [("Content-Type", "application/json"), ("Host", "localhost")]
         if token:
             headers.append(("Authorization", f"Bearer {token}"))
         payload = raw_body if raw_body is not None else (b"" if body is None else json.dumps(body).encode())
-        response = self.invoke(method, path, headers, payload, query)
+        response = self.invoke(method, path, headers, payload, query, source_ip)
         text = response.get("body") or ""
-        return HttpResult(
-            response["statusCode"], json.loads(text) if text else None, response.get("headers") or {}
-        )
+        headers = dict(response.get("headers") or {})
+        headers.update({k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items() if v})
+        return HttpResult(response["statusCode"], json.loads(text) if text else None, headers)
 
     def ingest_all(self, max_rounds: int = 20) -> int:
         """Deliver queued messages to the ingest function until none is visible; returns deliveries."""
@@ -110,6 +125,25 @@ class Platform:
     def owner_query(self, sql: str, params: tuple = ()) -> list[tuple]:
         with psycopg.connect(self.owner_url) as conn:
             return conn.execute(sql, params).fetchall()
+
+    def owner_execute(self, sql: str, params: tuple = ()) -> int:
+        """Run a statement as the schema owner; returns the rows it touched."""
+        with psycopg.connect(self.owner_url) as conn:
+            return conn.execute(sql, params).rowcount
+
+
+@pytest.fixture
+def configure(platform):
+    """Changes settings for one test: ``configure(login_max_failures_per_address=3)``; undone afterwards."""
+    with pytest.MonkeyPatch.context() as env:
+
+        def apply(**values: object) -> None:
+            for key, value in values.items():
+                env.setenv(key.upper(), str(value))
+            reset_settings()
+
+        yield apply
+    reset_settings()
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,8 @@ def test_taken_email_is_409_whatever_the_case(platform):
         {"email": "a@b.co", "password": "long-enough"},
         {"org_name": "A", "email": "a@b.co", "password": "long-enough", "extra": 1},
         {"org_name": "A", "email": "a@b.co", "password": "é" * 40},
+        {"org_name": "A", "email": "a@b.co", "password": " " * 8},
+        {"org_name": "A", "email": "a@b.co", "password": "  short  "},
         ["not", "an", "object"],
     ],
 )
@@ -99,11 +101,16 @@ def test_admin_manages_users_and_members_cannot(platform):
         "POST", "/api/v1/users", {"email": "x@example.com", "password": "whatever-pass"}, token=member_token
     )
     assert forbidden.status == 403
-    listed = platform.request("GET", "/api/v1/users", token=member_token)
+    listed = platform.request("GET", "/api/v1/users", token=admin["token"])
     assert {u["email"] for u in listed.body["items"]} == {
         admin["user"]["email"],
         created.body["user"]["email"],
     }
+    # The user list is a directory of e-mail addresses: admins only; a member sees itself through /me.
+    refused = platform.request("GET", "/api/v1/users", token=member_token)
+    assert refused.status == 403
+    assert refused.body["error"]["code"] == "forbidden"
+    assert platform.request("GET", "/api/v1/me", token=member_token).body["user"]["role"] == "member"
 
     assert (
         platform.request("DELETE", f"/api/v1/users/{admin['user']['id']}", token=member_token).status == 403

@@ -190,6 +190,11 @@ def test_only_admins_delete_and_chunks_go_too(platform):
     denied = platform.request("DELETE", f"/api/v1/documents/{doc['id']}", token=member_token)
     assert denied.status == 403
     assert denied.body["error"]["code"] == "forbidden"
+    # Members upload and read; re-ingestion (embedding work, replaces what everyone queries) is an admin's.
+    reingest = platform.request("POST", f"/api/v1/documents/{doc['id']}/reingest", token=member_token)
+    assert reingest.status == 403
+    assert reingest.body["error"]["code"] == "forbidden"
+    assert get(platform, member_token, doc["id"]).body["document"]["status"] == "ready"
     assert platform.request("DELETE", f"/api/v1/documents/{doc['id']}", token=admin["token"]).status == 204
     assert get(platform, admin["token"], doc["id"]).status == 404
     assert (
@@ -245,6 +250,22 @@ def test_oversized_upload_is_413(platform, monkeypatch):
     )
     assert result.status == 413
     assert result.body["error"]["code"] == "payload_too_large"
+
+
+def test_a_document_that_would_not_fit_lambdas_event_once_escaped_is_413(platform):
+    """Under the raw size limit, but each quote takes 4 bytes of event: refused before anything is stored."""
+    from ragcore.config import get_settings
+
+    org = platform.register()
+    content = 'He said "yes". ' * (get_settings().max_document_bytes // 16)
+    assert len(content.encode()) <= get_settings().max_document_bytes
+    result = platform.request(
+        "POST", "/api/v1/documents", {"name": "quotes", "content": content}, token=org["token"]
+    )
+    assert result.status == 413
+    assert result.body["error"]["code"] == "payload_too_large"
+    assert "escaped" in result.body["error"]["message"]
+    assert platform.request("GET", "/api/v1/documents", token=org["token"]).body["items"] == []
 
 
 @pytest.mark.parametrize(

@@ -371,7 +371,7 @@ def test_template_functions_queue_and_event_source():
     template = load_template(REPO / "template-local.yaml")
     assert set(template.functions) == {
         "AuthFunction", "DocumentsFunction", "QueryFunction", "IngestFunction", "MigrateFunction",
-        "StreamFunction",
+        "StreamFunction", "ReaperFunction",
     }  # fmt: skip
     for spec in template.functions.values():
         # The stream function's handler is the Lambda Web Adapter's start script.
@@ -384,6 +384,7 @@ def test_template_functions_queue_and_event_source():
     assert queue.dead_letter_queue in template.queues
     assert queue.max_receive_count and queue.max_receive_count > 1
     assert template.layer_uris == ("layers/core",)
+    assert template.functions["ReaperFunction"].schedules == (300,)  # EventBridge rate(5 minutes)
 
 
 def test_environment_resolution_fills_local_values_and_keeps_literals():

@@ -315,3 +315,129 @@ def test_concurrent_requests_get_their_own_environments(tmp_path):
     assert len(function.idle_handlers) == 3
     function.invoke({"barrier": threading.Barrier(1)})
     assert len(function.idle_handlers) == 3  # warm ones are reused, no fourth cold start
+
+
+# --- Lambda's and API Gateway's limits ----------------------------------------------------------------
+
+
+def _gateway_for(tmp_path, handlers: dict[str, str], *, max_environments=4, **options) -> Gateway:
+    functions = {}
+    routes = []
+    for name, source in handlers.items():
+        code = tmp_path / "functions" / name
+        code.mkdir(parents=True)
+        (code / "handler.py").write_text(textwrap.dedent(source))
+        spec = FunctionSpec(
+            name=name,
+            code_uri=f"functions/{name}/",
+            handler="handler.lambda_handler",
+            timeout=10,
+            memory_size=256,
+            environment={},
+        )
+        functions[name] = LocalFunction(spec, tmp_path, max_environments=max_environments)
+        routes.append(Route("POST", f"/api/v1/{name}", name))
+    return Gateway(RouteTable(routes), functions, stage="v1", **options)
+
+
+def test_headers_over_api_gateways_limit_are_431_with_the_error_body(client):
+    response = client.get("/api/v1/items/1", headers={"Authorization": "Bearer " + "x" * 1_000_000})
+    assert response.status_code == 431
+    assert response.json()["error"]["code"] == "request_header_fields_too_large"
+    assert client.get("/api/v1/items/1", headers={"Authorization": "Bearer " + "x" * 8000}).status_code == 200
+
+
+def test_an_event_over_lambdas_6_mb_is_413_although_the_body_is_under_10_mb(tmp_path):
+    from infra.local.gateway import LAMBDA_PAYLOAD_BYTES
+
+    gateway = _gateway_for(
+        tmp_path, {"size": "def lambda_handler(event, context):\n    return {'statusCode': 204}\n"}
+    )
+    with TestClient(gateway) as client:
+        # 4 MB of quotes: each becomes \\" in the event's JSON, so the event is over 8 MB.
+        escaped = client.post(
+            "/api/v1/size", content=b'"' * 4_000_000, headers={"Content-Type": "text/plain"}
+        )
+        assert escaped.status_code == 413
+        assert escaped.json()["error"]["code"] == "payload_too_large"
+        assert str(LAMBDA_PAYLOAD_BYTES) in escaped.json()["error"]["message"]
+        plain = client.post("/api/v1/size", content=b"a" * 6_000_000, headers={"Content-Type": "text/plain"})
+        assert plain.status_code == 204  # the event is just over the body's size: it fits
+    gateway.close()
+
+
+def test_a_response_over_lambdas_6_mb_is_502_with_the_error_body(tmp_path):
+    gateway = _gateway_for(
+        tmp_path,
+        {
+            "big": """
+                def lambda_handler(event, context):
+                    return {"statusCode": 200, "body": "a" * int(event["body"])}
+            """
+        },
+    )
+    with TestClient(gateway) as client:
+        too_big = client.post("/api/v1/big", content=b"6300000")
+        assert too_big.status_code == 502
+        assert too_big.json()["error"]["code"] == "internal_error"
+        assert "6291456" in too_big.json()["error"]["message"]
+        assert len(client.post("/api/v1/big", content=b"6000000").content) == 6_000_000
+    gateway.close()
+
+
+def test_a_request_finding_every_environment_busy_is_throttled_429_and_nothing_runs(tmp_path):
+    import asyncio
+    import sys
+    import threading
+
+    import httpx
+
+    gate = type(sys)("_gateway_test_gate")
+    gate.entered, gate.release, gate.calls = threading.Event(), threading.Event(), []
+    sys.modules[gate.__name__] = gate
+    gateway = _gateway_for(
+        tmp_path,
+        {
+            "hold": """
+                import _gateway_test_gate as gate
+
+                def lambda_handler(event, context):
+                    gate.calls.append(event["body"])
+                    gate.entered.set()
+                    gate.release.wait(10)
+                    return {"statusCode": 200, "body": "done"}
+            """
+        },
+        max_environments=1,
+        environment_wait_seconds=0,
+    )
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://local") as client:
+            first = asyncio.create_task(client.post("/api/v1/hold", content=b"first"))
+            await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 10)
+            second = await client.post("/api/v1/hold", content=b"second")
+            gate.release.set()
+            return await first, second
+
+    try:
+        first, second = asyncio.run(scenario())
+    finally:
+        sys.modules.pop(gate.__name__, None)
+        gateway.close()
+    assert first.status_code == 200 and first.text == "done"
+    assert second.status_code == 429
+    assert second.headers["Retry-After"] == "1"
+    assert second.json()["error"]["code"] == "too_many_requests"
+    assert gate.calls == ["first"]  # the throttled request never reached the handler
+
+
+def test_schedule_rates_of_the_template_are_read_in_seconds():
+    from infra.local.template import TemplateError, parse_rate
+
+    assert parse_rate("rate(5 minutes)") == 300
+    assert parse_rate("rate(1 hour)") == 3600
+    for bad in ("cron(0 * * * ? *)", "rate(0 minutes)", "rate(five minutes)"):
+        with pytest.raises(TemplateError):
+            parse_rate(bad)

@@ -52,6 +52,15 @@ def http_status(exc: RagError) -> int:
 
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# The schema says what validation enforces (the same regexes run in pydantic and in JSON Schema clients):
+# text PostgreSQL can store (no NUL), text that is not blank, a password with 8 characters besides
+# leading and trailing spaces.
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+NOT_BLANK_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+PASSWORD_PATTERN = r"^\s*\S[\s\S]{6,}\S\s*$"
+PASSWORD_DESCRIPTION = (
+    "8 characters at least, not counting leading and trailing spaces; at most 72 bytes of UTF-8"
+)
 
 
 MAX_JSON_DEPTH = 32  # nesting allowed inside metadata and filters
@@ -126,13 +135,18 @@ class StrictModel(BaseModel):
 def _password_fits_bcrypt(value: str) -> str:
     if len(value.encode()) > 72:
         raise ValueError("password must be at most 72 bytes")
+    if len(value.strip()) < 8:
+        # Eight spaces are eight characters but no secret at all.
+        raise ValueError("password must have at least 8 characters besides leading and trailing spaces")
     return value
 
 
 class RegisterRequest(StrictModel):
-    org_name: str = Field(min_length=1, max_length=200)
+    org_name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK_PATTERN)
     email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
-    password: str = Field(min_length=8)
+    password: str = Field(
+        min_length=8, max_length=72, pattern=PASSWORD_PATTERN, description=PASSWORD_DESCRIPTION
+    )
 
     _password = field_validator("password")(_password_fits_bcrypt)
 
@@ -151,21 +165,24 @@ class LoginRequest(StrictModel):
 
 class CreateUserRequest(StrictModel):
     email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
-    password: str = Field(min_length=8)
+    password: str = Field(
+        min_length=8, max_length=72, pattern=PASSWORD_PATTERN, description=PASSWORD_DESCRIPTION
+    )
     role: Literal["admin", "member"] = "member"
 
     _password = field_validator("password")(_password_fits_bcrypt)
 
 
 class CreateDocumentRequest(StrictModel):
-    name: str = Field(min_length=1, max_length=512)
-    content: str
+    name: str = Field(min_length=1, max_length=512, pattern=NO_NUL_PATTERN)
+    content: str = Field(pattern=NOT_BLANK_PATTERN)
     metadata: dict[str, Any] | None = None
 
 
 class QueryRequest(StrictModel):
-    question: str = Field(min_length=1, max_length=4000)
-    top_k: int = Field(default=5, ge=1, le=50)
+    question: str = Field(min_length=1, max_length=4000, pattern=NOT_BLANK_PATTERN)
+    # Strict: "5", 5.0 and true are refused rather than coerced.
+    top_k: int = Field(default=5, ge=1, le=50, strict=True)
     filters: dict[str, Any] | None = Field(
         default=None,
         description='Metadata the documents must contain (JSON containment), e.g. {"team": "hr"}',
@@ -243,6 +260,12 @@ def create_resolver() -> APIGatewayRestResolver:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "bad_request", "request body is not valid JSON")
+        if errors and all(tuple(e.get("loc", ()))[:2] == ("query", "cursor") for e in errors):
+            # A cursor is opaque: one that is not a cursor is malformed (400), as one that fails to decode.
+            return error_response(400, "bad_request", "malformed cursor")
+        if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
+            # No body at all is malformed (400), as the stream endpoint says too, not an invalid field.
+            return error_response(400, "bad_request", "request body is missing; a JSON object is expected")
         return error_response(422, "validation_error", describe_validation_errors(errors))
 
     @app.exception_handler(UnicodeDecodeError)
@@ -282,6 +305,13 @@ def authenticate(app: APIGatewayRestResolver) -> Principal:
     principal = principal_from_authorization(app.current_event.headers.get("Authorization"))
     logger.append_keys(org_id=str(principal.org_id), user_id=str(principal.user_id))
     return principal
+
+
+def client_address(app: APIGatewayRestResolver) -> str | None:
+    """The caller's IP address as API Gateway saw it (requestContext.identity.sourceIp)."""
+    identity = (app.current_event.get("requestContext") or {}).get("identity") or {}
+    address = identity.get("sourceIp")
+    return address if isinstance(address, str) and address else None
 
 
 def parse_id(value: str, what: str) -> uuid.UUID:

@@ -16,6 +16,7 @@ from .config import Settings, get_settings
 from .db import anonymous_transaction, tenant_transaction
 from .errors import Conflict, Forbidden, NotFound, Unauthenticated
 from .secrets import JwtKeyRing, get_jwt_key_ring
+from .throttle import LoginThrottle
 
 Role = Literal["admin", "member"]
 
@@ -196,8 +197,19 @@ def _insert_user(conn: psycopg.Connection, org_id: uuid.UUID, email: str, passwo
         raise Conflict("a user with this e-mail already exists", code="email_taken") from exc
 
 
-def register(org_name: str, email: str, password: str) -> dict[str, Any]:
-    """Create an organisation and its first admin; returns {token, user, org}."""
+def register(
+    org_name: str,
+    email: str,
+    password: str,
+    client_address: str | None = None,
+    throttle: LoginThrottle | None = None,
+) -> dict[str, Any]:
+    """Create an organisation and its first admin; returns {token, user, org}.
+
+    Each attempt counts against the client address (RateLimited past the limit): a taken e-mail is
+    answered with Conflict, so registration is rate limited to keep account enumeration slow.
+    """
+    (throttle or LoginThrottle()).before_register(client_address)
     org_id = uuid.uuid4()
     with tenant_transaction(org_id) as conn:
         org = conn.execute(
@@ -209,8 +221,17 @@ def register(org_name: str, email: str, password: str) -> dict[str, Any]:
     return {"token": issue_token(principal), "user": _user_view(user), "org": _org_view(org)}
 
 
-def login(email: str, password: str) -> dict[str, Any]:
-    """Exchange e-mail and password for {token, user, org}; one error for every kind of failure."""
+def login(
+    email: str, password: str, client_address: str | None = None, throttle: LoginThrottle | None = None
+) -> dict[str, Any]:
+    """Exchange e-mail and password for {token, user, org}; one error for every kind of failure.
+
+    The attempt is counted per account and per client address before the password is checked
+    (RateLimited with the wait once either is over its limit, whether or not the account exists); a
+    successful sign-in clears the account's count.
+    """
+    throttle = throttle or LoginThrottle()
+    throttle.before_login(email, client_address)
     with anonymous_transaction() as conn:
         found = conn.execute(
             "SELECT id, org_id, email, password_hash, role FROM auth_find_user_by_email(%s)", (email,)
@@ -220,6 +241,7 @@ def login(email: str, password: str) -> dict[str, Any]:
         raise Unauthenticated("invalid e-mail or password", code="invalid_credentials")
     if not verify_password(password, found["password_hash"]):
         raise Unauthenticated("invalid e-mail or password", code="invalid_credentials")
+    throttle.login_succeeded(email, client_address)
     principal = Principal(user_id=found["id"], org_id=found["org_id"], role=found["role"])
     profile = me(principal)
     return {"token": issue_token(principal), **profile}
@@ -250,7 +272,9 @@ def create_user(principal: Principal, email: str, password: str, role: Role) -> 
 
 
 def list_users(principal: Principal) -> list[dict[str, Any]]:
-    """Every user of the caller's organisation, oldest first."""
+    """Every user of the caller's organisation, oldest first (admins only: the list is a directory of
+    e-mail addresses; a member sees itself through ``me``)."""
+    principal.require_admin()
     with tenant_transaction(principal.org_id) as conn:
         rows = conn.execute(
             """SELECT id, org_id, email, role, created_at FROM users

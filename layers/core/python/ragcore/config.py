@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     jwt_secret_refresh_seconds: int = Field(default=300, ge=10)
     password_bcrypt_rounds: int = Field(default=12, ge=12, le=16)
 
+    # Brute-force throttling, counted in the database so every Lambda environment sees the same numbers.
+    # Sign-in: attempts that did not succeed, per account (e-mail) and per client address, in a fixed window.
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=30, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    # Registration: attempts per client address (each one can reveal whether an e-mail is taken).
+    register_max_per_address: int = Field(default=20, ge=1)
+    register_window_seconds: int = Field(default=3600, ge=1)
+
     # Ingestion.
     queue_url: str = ""
     aws_region: str = "us-east-1"
@@ -74,6 +83,15 @@ class Settings(BaseSettings):
     embed_max_retries: int = 5
     # Attempts before a document is marked failed; the queue's maxReceiveCount must be larger (5).
     ingest_max_attempts: int = Field(default=3, ge=1)
+    # The reaper (a scheduled function; at start-up and periodically in the local stack): a document
+    # `pending` for longer than the first bound is re-sent (at most reaper_max_requeues times, then failed);
+    # one `processing` for longer than the second is re-sent, or failed once its attempts are used up. The
+    # second bound exceeds the queue's visibility timeout (6 x 300 s in AWS), so the reaper only acts
+    # after SQS itself would have re-delivered.
+    reaper_pending_after_seconds: int = Field(default=900, ge=0)
+    reaper_processing_after_seconds: int = Field(default=2100, ge=0)
+    reaper_max_requeues: int = Field(default=3, ge=0)
+    reaper_batch_size: int = Field(default=500, ge=1)
 
     # Providers.
     embedding_provider: Literal["local", "openai", "bedrock"] = "local"

@@ -19,12 +19,23 @@ from .errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge
 from .queue import IngestQueue, get_ingest_queue
 
 STATUSES = ("pending", "processing", "ready", "failed")
+# Lambda takes at most 6,291,456 bytes of event, and the content arrives escaped twice: once as a JSON
+# string in the request body, once more as that body inside the API Gateway event. What is left after a
+# reserve for headers (API Gateway admits 10 KiB), name, metadata and the event's own fields is the
+# content's share; a document over it is refused with 413 whatever its raw size.
+LAMBDA_PAYLOAD_BYTES = 6_291_456
+MAX_CONTENT_IN_EVENT_BYTES = LAMBDA_PAYLOAD_BYTES - 256 * 1024
 _COLUMNS = "id, name, status, error, chunk_count, content_hash, metadata, created_at, updated_at"
 
 
 def content_hash(content: str) -> str:
     """The sha256 of the UTF-8 content, hex-encoded."""
     return hashlib.sha256(content.encode()).hexdigest()
+
+
+def escaped_size(content: str) -> int:
+    """Bytes ``content`` occupies inside an API Gateway event: JSON-escaped in the body, then again."""
+    return len(json.dumps(json.dumps(content, ensure_ascii=False), ensure_ascii=False).encode())
 
 
 def document_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +69,12 @@ def create_document(
     size = len(content.encode())
     if size > get_settings().max_document_bytes:
         raise PayloadTooLarge(f"content is {size} bytes; the limit is {get_settings().max_document_bytes}")
+    in_event = escaped_size(content)
+    if in_event > MAX_CONTENT_IN_EVENT_BYTES:
+        raise PayloadTooLarge(
+            f"content takes {in_event} bytes once JSON-escaped into the Lambda event; the limit is "
+            f"{MAX_CONTENT_IN_EVENT_BYTES} (quotes, backslashes and control characters count several times)"
+        )
     if not content.strip():
         raise InvalidInput("content must contain some text")
     document_id = uuid.uuid4()
@@ -149,11 +166,14 @@ def delete_document(principal: Principal, document_id: uuid.UUID) -> None:
 def reingest_document(
     principal: Principal, document_id: uuid.UUID, queue: IngestQueue | None = None
 ) -> dict[str, Any]:
-    """Rebuild a document's chunks: back to ``pending`` and enqueued again."""
+    """Rebuild a document's chunks: back to ``pending`` and enqueued again (admins only: it spends
+    embedding work and replaces what every member's queries read)."""
+    principal.require_admin()
     with tenant_transaction(principal.org_id) as conn:
         row = conn.execute(
             f"""UPDATE documents
-                SET status = 'pending', error = NULL, ingested_hash = NULL, attempts = 0, updated_at = now()
+                SET status = 'pending', error = NULL, ingested_hash = NULL, attempts = 0, requeues = 0,
+                    updated_at = now()
                 WHERE org_id = %s AND id = %s RETURNING {_COLUMNS}""",
             (principal.org_id, document_id),
         ).fetchone()

@@ -18,6 +18,8 @@ from .errors import ServiceUnavailable
 class IngestQueue(Protocol):
     def send(self, org_id: uuid.UUID, document_id: uuid.UUID) -> None: ...
 
+    def backlog(self) -> int: ...
+
 
 class SqsIngestQueue:
     """Sends ingestion requests to the SQS queue named by QUEUE_URL."""
@@ -41,6 +43,21 @@ class SqsIngestQueue:
             self._client.send_message(QueueUrl=self.queue_url, MessageBody=body)
         except (BotoCoreError, ClientError) as exc:
             raise ServiceUnavailable("the ingestion queue is unavailable, try again") from exc
+
+    def backlog(self) -> int:
+        """Messages waiting or being processed (SQS's approximate counts); ServiceUnavailable on failure."""
+        try:
+            attributes = self._client.get_queue_attributes(
+                QueueUrl=self.queue_url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable("the ingestion queue is unavailable") from exc
+        return sum(int(value) for value in attributes.values())
 
 
 @lru_cache(maxsize=1)
