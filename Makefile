@@ -54,18 +54,21 @@ $(SAM_VENV)/.installed: infra/sam/constraints.txt
 	$(SAM_VENV)/bin/pip install --quiet -c infra/sam/constraints.txt aws-sam-cli
 	touch $@
 
-sam-python:
-	@test -n "$(PYTHON312)" && "$(PYTHON312)" -c 'import sys; assert sys.version_info[:2] == (3, 12)' \
+CHECK_PYTHON312 = test -n "$(PYTHON312)" && "$(PYTHON312)" -c 'import sys; assert sys.version_info[:2] == (3, 12)' \
 	|| { echo "sam build needs CPython 3.12 (the functions' runtime): install it (pyenv install 3.12," \
 	"apt/brew python3.12) or pass PYTHON312=/path/to/python3.12" >&2; exit 1; }
+
+sam-python:
+	@$(CHECK_PYTHON312)
 
 # Skipped while no input changed; --cached rebuilds only the layers and functions whose sources changed.
 sam-build: $(SAM_BUILD_DIR)/.inputs
 
-$(SAM_BUILD_DIR)/.inputs: $(SAM_INPUTS) $(SAM_VENV)/.installed | sam-python
+$(SAM_BUILD_DIR)/.inputs: $(SAM_INPUTS) $(SAM_VENV)/.installed
+	@$(CHECK_PYTHON312)
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) build --template-file template-local.yaml --cached --parallel \
 		--parameter-overrides Architecture=$(SAM_ARCH)
-	echo "$(SAM_ARCH)" > $@
+	printf '{"architecture": "%s", "python": "%s"}\n' "$(SAM_ARCH)" "$(PYTHON312)" > $@
 
 # Rewrites the DepsLayer's pinned requirements after a change to pyproject.toml or constraints.txt.
 sam-requirements: venv
