@@ -184,6 +184,8 @@ class LocalStack:
         if "POWERTOOLS_TRACE_DISABLED" not in env:
             self._setenv(POWERTOOLS_TRACE_DISABLED="true")  # no X-Ray daemon here
         _reset_ragcore_settings()
+        if self.tcp_database_urls:
+            self._write_sam_env_vars(data_dir, jwt_secret, merged.get("QUEUE_URL", ""), endpoint)
 
         _apply_migrations(owner_url)
 
@@ -217,6 +219,20 @@ class LocalStack:
         )
         self.url = self._serve(self._gateway)
         return self.url
+
+    def _write_sam_env_vars(self, data_dir: Path, jwt_secret: str, queue_url: str, endpoint: str) -> None:
+        from .samenv import sam_env_vars, write_sam_env_vars
+
+        path = write_sam_env_vars(
+            data_dir,
+            sam_env_vars(
+                database_url=self.tcp_database_urls["DATABASE_URL"],
+                migration_database_url=self.tcp_database_urls["MIGRATION_DATABASE_URL"],
+                jwt_secret=jwt_secret,
+                queue_url=queue_url,
+            ),
+        )
+        log.info("for sam local: --env-vars %s --parameter-overrides AwsEndpointUrl=%s", path, endpoint)
 
     def _start_moto(self) -> str:
         from moto.server import ThreadedMotoServer
