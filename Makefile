@@ -96,7 +96,7 @@ $(LOCALSTACK_VENV)/.installed: infra/local/localstack-constraints.txt
 # LocalStack (host mode, no Docker) on LOCALSTACK_PORT (4566), then the local stack against it.
 LOCALSTACK_PORT ?= 4566
 run-localstack: venv localstack-venv
-	PORT=$(PORT) DATA_DIR=$(DATA_DIR) LOCALSTACK_PORT=$(LOCALSTACK_PORT) \
+	PORT=$(PORT) DATA_DIR=$(DATA_DIR) PG_PORT=$(PG_PORT) LOCALSTACK_PORT=$(LOCALSTACK_PORT) \
 		LOCALSTACK_PYTHON=$(LOCALSTACK_VENV)/bin/python $(PY) -m infra.local.localstack
 
 test-unit: venv
