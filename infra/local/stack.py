@@ -124,6 +124,8 @@ class LocalStack:
         if env.get("DATABASE_URL") and env.get("MIGRATION_DATABASE_URL"):
             app_url, owner_url = env["DATABASE_URL"], env["MIGRATION_DATABASE_URL"]
             log.info("using the database of DATABASE_URL / MIGRATION_DATABASE_URL")
+            if cfg.pg_port is not None:
+                log.warning("PG_PORT ignored: it exposes the embedded PostgreSQL, which is not running")
         else:
             from .postgres import start_postgres
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 
-from infra.local.postgres import TcpForwarder
+from infra.local.postgres import TcpForwarder, start_postgres
 from infra.local.samenv import sam_env_vars, write_sam_env_vars
 from infra.local.template import load_template
 
@@ -57,6 +57,21 @@ def test_tcp_endpoint_closes_when_stopped(platform):
         conn.execute("SELECT 1")  # an open session is cut, not left dangling
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2)
+
+
+def test_embedded_postgres_exposed_over_tcp_gives_urls_that_connect(tmp_path):
+    """What `make run PG_PORT=...` does: the same server on a unix socket and, on request, on TCP."""
+    database = start_postgres(tmp_path, "rag_app")
+    try:
+        database.expose_tcp("127.0.0.1", 0)
+        owner_url = database.tcp_url(database.owner_url)
+        assert owner_url == f"postgresql://postgres@127.0.0.1:{database.tcp.port}/rag"
+        assert database.tcp_url(database.app_url).startswith("postgresql://rag_app@127.0.0.1:")
+        with psycopg.connect(owner_url, connect_timeout=5) as conn:
+            assert conn.execute("SELECT current_database(), current_user").fetchone() == ("rag", "postgres")
+    finally:
+        database.stop()
+    assert database.tcp is None
 
 
 def _event_for(org_id: str, document_id: str) -> dict:
