@@ -4,6 +4,8 @@ Environment: PORT (8080), DATA_DIR (.local), SHUTDOWN_GRACE_SECONDS (10: how lon
 may finish after SIGTERM before they are abandoned to the reaper), and optionally AWS_ENDPOINT_URL
 (LocalStack or AWS instead of the built-in moto), JWT_SECRET, DATABASE_URL + MIGRATION_DATABASE_URL (an
 external PostgreSQL), and any variable of the template's function environment (EMBEDDING_PROVIDER, ...).
+PG_PORT also serves the embedded PostgreSQL on 127.0.0.1:PG_PORT, for functions run in containers by
+`sam local`.
 """
 
 from __future__ import annotations

@@ -44,13 +44,17 @@ class StackConfig:
     shutdown_grace_seconds: float = 10
     # Extra ASGI apps served at exact paths without a proxy event (see Gateway); overrides discovery.
     asgi_routes: dict[str, Callable[..., Any]] | None = None
+    # Also serve the embedded PostgreSQL on 127.0.0.1:<pg_port> (clients in containers: `sam local`).
+    pg_port: int | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> StackConfig:
+        pg_port = environ.get("PG_PORT")
         return cls(
             data_dir=Path(environ.get("DATA_DIR", ".local")),
             port=int(environ.get("PORT", "8080")),
             shutdown_grace_seconds=float(environ.get("SHUTDOWN_GRACE_SECONDS", "10")),
+            pg_port=int(pg_port) if pg_port else None,
         )
 
 
@@ -80,6 +84,7 @@ class LocalStack:
     def __post_init__(self) -> None:
         self.url: str | None = None
         self.queue_urls: dict[str, str] = {}
+        self.tcp_database_urls: dict[str, str] = {}
         self.functions: dict[str, LocalFunction] = {}
         self._database: Any = None
         self._moto: Any = None
@@ -114,10 +119,12 @@ class LocalStack:
         template = load_template(cfg.root / TEMPLATE_NAME)
         data_dir = cfg.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        for uri in template.layer_uris:  # what Lambda mounts under /opt/python
-            layer = str((cfg.root / uri / "python").resolve())
-            if layer not in sys.path:
-                sys.path.insert(0, layer)
+        for relative in template.layer_import_paths:  # what Lambda mounts under /opt/python
+            layer = (cfg.root / relative).resolve()
+            # Layers of third-party packages (a requirements file, or built by make) have no source to
+            # import here: the virtual environment provides their packages.
+            if _has_python_source(layer) and str(layer) not in sys.path:
+                sys.path.insert(0, str(layer))
 
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         self._setenv(AWS_REGION=region, AWS_DEFAULT_REGION=region)
@@ -128,12 +135,22 @@ class LocalStack:
         if env.get("DATABASE_URL") and env.get("MIGRATION_DATABASE_URL"):
             app_url, owner_url = env["DATABASE_URL"], env["MIGRATION_DATABASE_URL"]
             log.info("using the database of DATABASE_URL / MIGRATION_DATABASE_URL")
+            if cfg.pg_port is not None:
+                log.warning("PG_PORT ignored: it exposes the embedded PostgreSQL, which is not running")
         else:
             from .postgres import start_postgres
 
             self._database = start_postgres(data_dir, app_role)
             app_url, owner_url = self._database.app_url, self._database.owner_url
             log.info("embedded PostgreSQL running, data in %s", data_dir / "pgdata")
+            if cfg.pg_port is not None:
+                self._database.expose_tcp("127.0.0.1", cfg.pg_port)
+                self.tcp_database_urls = {
+                    "DATABASE_URL": self._database.tcp_url(app_url),
+                    "MIGRATION_DATABASE_URL": self._database.tcp_url(owner_url),
+                }
+                for key, value in self.tcp_database_urls.items():
+                    log.info("over TCP: %s=%s", key, value)
 
         # (b) the JWT secret.
         jwt_secret = env.get("JWT_SECRET") or load_or_create_jwt_secret(data_dir)
@@ -181,6 +198,8 @@ class LocalStack:
             self._setenv(POWERTOOLS_TRACE_DISABLED="true")  # no X-Ray daemon here
         self._setenv(**{key: value for key, value in LOCAL_REAPER_BOUNDS.items() if key not in env})
         _reset_ragcore_settings()
+        if self.tcp_database_urls:
+            self._write_sam_env_vars(data_dir, jwt_secret, merged.get("QUEUE_URL", ""), endpoint)
 
         _apply_migrations(owner_url)
         _reap_at_start()
@@ -225,6 +244,20 @@ class LocalStack:
         )
         self.url = self._serve(self._gateway)
         return self.url
+
+    def _write_sam_env_vars(self, data_dir: Path, jwt_secret: str, queue_url: str, endpoint: str) -> None:
+        from .samenv import sam_env_vars, write_sam_env_vars
+
+        path = write_sam_env_vars(
+            data_dir,
+            sam_env_vars(
+                database_url=self.tcp_database_urls["DATABASE_URL"],
+                migration_database_url=self.tcp_database_urls["MIGRATION_DATABASE_URL"],
+                jwt_secret=jwt_secret,
+                queue_url=queue_url,
+            ),
+        )
+        log.info("for sam local: --env-vars %s --parameter-overrides AwsEndpointUrl=%s", path, endpoint)
 
     def _start_moto(self) -> str:
         from moto.server import ThreadedMotoServer
@@ -319,6 +352,12 @@ def _ensure_queues(sqs: Any, template: Any, stage: str) -> dict[str, str]:
 
     return ensure_queues(
         sqs, template, name_prefix=f"rag-{stage}", visibility_timeout=LOCAL_VISIBILITY_TIMEOUT
+    )
+
+
+def _has_python_source(directory: Path) -> bool:
+    return directory.is_dir() and any(
+        child.suffix == ".py" or (child / "__init__.py").is_file() for child in directory.iterdir()
     )
 
 

@@ -108,6 +108,8 @@ class Template:
     routes: tuple[Route, ...]
     queues: dict[str, QueueSpec]
     layer_uris: tuple[str, ...]
+    # Where each layer's importable code is in the source tree (what Lambda has under /opt/python).
+    layer_import_paths: tuple[str, ...] = ()
     stage_name: str = "v1"
     binary_media_types: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -127,6 +129,15 @@ def _logical_id_of(reference: Any) -> str | None:
     return None
 
 
+def _layer_import_path(content_uri: str, resource: dict[str, Any]) -> str:
+    """`sam build` puts the content of a layer built by a python runtime under python/ (so ContentUri is
+    the import root); a layer built otherwise, or not built, is laid out as it will be in /opt."""
+    build_method = str((resource.get("Metadata") or {}).get("BuildMethod") or "")
+    if build_method.startswith("python"):
+        return content_uri.rstrip("/")
+    return f"{content_uri.rstrip('/')}/python"
+
+
 def load_template(path: Path) -> Template:
     document = load_yaml(path)
     resources: dict[str, Any] = document["Resources"]
@@ -137,6 +148,7 @@ def load_template(path: Path) -> Template:
     routes: list[Route] = []
     queues: dict[str, QueueSpec] = {}
     layer_uris: list[str] = []
+    layer_import_paths: list[str] = []
     stage_name = "Prod"  # SAM's implicit API stage, when the template declares none
     binary_media_types: tuple[str, ...] = ()
 
@@ -148,6 +160,7 @@ def load_template(path: Path) -> Template:
             binary_media_types = tuple(props.get("BinaryMediaTypes") or ())
         elif kind == "AWS::Serverless::LayerVersion":
             layer_uris.append(str(props["ContentUri"]))
+            layer_import_paths.append(_layer_import_path(str(props["ContentUri"]), resource))
         elif kind == "AWS::SQS::Queue":
             queues[name] = QueueSpec(name, props)
         elif kind == "AWS::Serverless::Function":
@@ -193,6 +206,7 @@ def load_template(path: Path) -> Template:
         routes=tuple(routes),
         queues=queues,
         layer_uris=tuple(layer_uris),
+        layer_import_paths=tuple(layer_import_paths),
         stage_name=stage_name,
         binary_media_types=binary_media_types,
         raw=document,

@@ -1,9 +1,10 @@
 """template-local.yaml (SAM, local runs) and the CDK stack (AWS) describe the same functions.
 
-Same set of functions, and for each: handler, runtime family, architecture, environment keys, API
-routes and SQS event flags. Environment keys are compared after one documented translation: in AWS a
-secret arrives as the ARN of a Secrets Manager secret (and the database URL as secret + proxy
-host/port/name), locally as the value itself.
+Same set of functions, and for each: handler, runtime, architecture, timeout, memory, environment keys,
+API routes; the same SQS event source (batch size, maximum concurrency, partial failures) and queues
+(visibility timeout, retention, redrive). Environment keys are compared after one documented
+translation: in AWS a secret arrives as the ARN of a Secrets Manager secret (and the database URL as
+secret + proxy host/port/name), locally as the value itself.
 """
 
 from __future__ import annotations
@@ -31,14 +32,26 @@ AWS_TO_LOCAL = {
 LOCAL_ONLY = {"AWS_ENDPOINT_URL"}  # moto/LocalStack endpoint override; AWS uses the real endpoints
 
 
-@pytest.fixture(scope="module")
-def local():
-    if not TEMPLATE.exists():
-        pytest.skip("template-local.yaml does not exist yet")
+def _decoded() -> dict:
     from cfnlint.decode import decode
 
     template, matches = decode(str(TEMPLATE))
     assert template is not None, matches
+    return template
+
+
+@pytest.fixture(scope="module")
+def local_template() -> dict:
+    if not TEMPLATE.exists():
+        pytest.skip("template-local.yaml does not exist yet")
+    return _decoded()
+
+
+@pytest.fixture(scope="module")
+def local():
+    if not TEMPLATE.exists():
+        pytest.skip("template-local.yaml does not exist yet")
+    template = _decoded()
     globals_fn = template.get("Globals", {}).get("Function", {})
     functions = {}
     for logical, resource in template["Resources"].items():
@@ -54,6 +67,8 @@ def local():
             "handler": props.get("Handler", globals_fn.get("Handler")),
             "runtime": props.get("Runtime", globals_fn.get("Runtime")),
             "architectures": props.get("Architectures", globals_fn.get("Architectures", ["x86_64"])),
+            "timeout": props.get("Timeout", globals_fn.get("Timeout", 3)),
+            "memory": props.get("MemorySize", globals_fn.get("MemorySize", 128)),
             "env": set(env),
             "env_values": env,
             "routes": {
@@ -82,13 +97,31 @@ def test_same_functions(local, dev):
     assert set(local) == set(dev.stack.functions)
 
 
-def test_same_handler_runtime_architecture(local, dev):
+def test_same_handler_runtime_architecture(local, local_template, dev):
+    parameters = local_template["Parameters"]
     for service, spec in local.items():
         props = dev.function(service)[1]["Properties"]
         assert spec["handler"] == props["Handler"], service
         assert runtime_family(spec["runtime"]) == runtime_family(props["Runtime"]), service
         assert spec["runtime"] == props["Runtime"], f"{service}: layers are built for {props['Runtime']}"
-        assert list(spec["architectures"]) == props["Architectures"], service
+        (architecture,) = spec["architectures"]
+        if isinstance(architecture, dict):
+            # A parameter (locally the host's architecture): AWS's must be one of its values.
+            parameter = parameters[architecture["Ref"]]
+            assert props["Architectures"][0] in parameter["AllowedValues"], service
+        else:
+            assert [architecture] == props["Architectures"], service
+
+
+def test_same_timeout_and_memory(local, dev):
+    differences = {}
+    for service, spec in local.items():
+        props = dev.function(service)[1]["Properties"]
+        local_sizes = {"Timeout": int(spec["timeout"]), "MemorySize": int(spec["memory"])}
+        aws_sizes = {"Timeout": props["Timeout"], "MemorySize": props["MemorySize"]}
+        if local_sizes != aws_sizes:
+            differences[service] = {"template-local": local_sizes, "CDK": aws_sizes}
+    assert not differences, json.dumps(differences, indent=1)
 
 
 def test_same_environment_keys(local, dev):
@@ -116,7 +149,35 @@ def test_same_sqs_event_source(local, dev):
     consumers = {service for service, spec in local.items() if spec["sqs"]}
     assert consumers == {"ingest"}
     (event,) = local["ingest"]["sqs"]
-    assert event.get("FunctionResponseTypes") == mapping["Properties"]["FunctionResponseTypes"]
+    aws = mapping["Properties"]
+    assert event.get("FunctionResponseTypes") == aws["FunctionResponseTypes"]
+    assert event.get("BatchSize", 10) == aws["BatchSize"]
+    local_concurrency = (event.get("ScalingConfig") or {}).get("MaximumConcurrency")
+    assert local_concurrency == (aws.get("ScalingConfig") or {}).get("MaximumConcurrency")
+
+
+def _queue_attributes(properties: dict, resources: dict) -> dict:
+    """The settings of an ingest queue that change its behaviour, with its dead-letter queue's."""
+    redrive = properties.get("RedrivePolicy") or {}
+    target = redrive.get("deadLetterTargetArn")
+    dlq_id = target["Fn::GetAtt"][0] if isinstance(target, dict) else None
+    dlq = resources[dlq_id]["Properties"] if dlq_id else {}
+    return {
+        "VisibilityTimeout": int(properties.get("VisibilityTimeout", 30)),
+        "MessageRetentionPeriod": int(properties.get("MessageRetentionPeriod", 345600)),
+        "maxReceiveCount": int(redrive["maxReceiveCount"]) if redrive else None,
+        "DLQ MessageRetentionPeriod": int(dlq.get("MessageRetentionPeriod", 345600)) if dlq else None,
+    }
+
+
+def test_same_ingest_queue(local, local_template, dev):
+    (mapping,) = dev.resources("AWS::Lambda::EventSourceMapping").values()
+    aws_queue_id = mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+    aws = _queue_attributes(dev.template["Resources"][aws_queue_id]["Properties"], dev.template["Resources"])
+    (event,) = local["ingest"]["sqs"]
+    local_queue_id = event["Queue"]["Fn::GetAtt"][0]
+    resources = local_template["Resources"]
+    assert _queue_attributes(resources[local_queue_id]["Properties"], resources) == aws
 
 
 def test_same_web_adapter_settings_for_the_stream_function(local, dev):
