@@ -167,6 +167,7 @@ def test_each_built_function_loads_with_only_its_layers(built, python312):
     functions = _functions(built)
     assert set(functions) == {
         "AuthFunction", "DocumentsFunction", "QueryFunction", "IngestFunction", "MigrateFunction",
+        "ReaperFunction",
         "StreamFunction",
     }  # fmt: skip
     scratch_root = Path(tempfile.mkdtemp(prefix="import-", dir=BUILD_DIR.parent))

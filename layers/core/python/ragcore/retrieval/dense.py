@@ -1,6 +1,6 @@
 """Dense retrieval: the tenant's chunks nearest to the question's embedding (pgvector, cosine).
 
-Two paths, chosen per tenant (decision 23 in docs/decisions.md):
+Two paths, chosen per tenant (decision 33 in docs/decisions.md):
 
 * exact: most tenants are small enough for an exact scan of their own rows (one btree range of
   ``document_chunks_org_vectors``, which carries the vectors) to be fast, and exact is their true top-k;
