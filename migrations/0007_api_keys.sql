@@ -41,9 +41,9 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
 DECLARE
-    found record;
+    hit record;
 BEGIN
-    SELECT k.id, k.org_id, k.scope, k.last_used_at INTO found
+    SELECT k.id, k.org_id, k.scope, k.last_used_at INTO hit
     FROM api_keys k
     WHERE k.secret_hash = p_secret_hash
       AND k.revoked_at IS NULL
@@ -51,15 +51,15 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF found.last_used_at IS NULL
-       OR found.last_used_at <= now() - make_interval(secs => p_touch_seconds) THEN
+    IF hit.last_used_at IS NULL
+       OR hit.last_used_at <= now() - make_interval(secs => p_touch_seconds) THEN
         -- SKIP LOCKED: concurrent requests with the same key never wait on each other for this.
         UPDATE api_keys SET last_used_at = now()
-        WHERE api_keys.id IN (SELECT x.id FROM api_keys x WHERE x.id = found.id FOR UPDATE SKIP LOCKED);
+        WHERE api_keys.id IN (SELECT x.id FROM api_keys x WHERE x.id = hit.id FOR UPDATE SKIP LOCKED);
     END IF;
-    id := found.id;
-    org_id := found.org_id;
-    scope := found.scope;
+    id := hit.id;
+    org_id := hit.org_id;
+    scope := hit.scope;
     RETURN NEXT;
 END
 $$;
