@@ -4,6 +4,10 @@ and the REST routes (the gateway and the Lambda handlers), with its scope and it
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
+import uuid
 
 import httpx
 import pytest
@@ -11,6 +15,7 @@ import requests
 from httpx_sse import connect_sse
 
 from tests.e2e.conftest import QUESTION, register
+from tests.e2e.test_readme import DEFAULT_API, README
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +95,33 @@ def test_a_write_key_uploads_and_the_listing_shows_its_use(base_url):
     (mine,) = [k for k in listed if k["id"] == created["api_key"]["id"]]
     assert mine["last_used_at"] is not None and mine["prefix"] == created["secret"][:12]
     assert created["secret"] not in json.dumps(listed)
+
+
+def _readme_section(title: str) -> str:
+    section = README.read_text().split(f"## {title}\n", 1)[1]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the README uses curl")
+def test_the_readme_api_key_section_runs_as_written(base_url):
+    # The quick start first (it sets API and TOKEN), as someone else: the quick start's own test expects
+    # to be the first to register its e-mail address.
+    email = f"ada-{uuid.uuid4().hex[:8]}@acme.test"
+    script = (_readme_section("Quick start") + _readme_section("API keys")).replace("ada@acme.test", email)
+    assert f"API={DEFAULT_API}" in script
+    script = script.replace(f"API={DEFAULT_API}", f"API={base_url}/api/v1")
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=180
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    outputs = [json.loads(line) for line in lines if line.startswith("{")]
+    # Quick start: the document, the answer to the token; then the answer to the key, the list, the 401.
+    _, by_token, by_key, listed, after = outputs
+    assert by_key["answer"] == by_token["answer"] and "twenty-five days" in by_key["answer"]
+    assert len(re.findall(r"^event: sources", run.stdout, re.M)) == 2  # the stream, with each credential
+    (key,) = listed["items"]
+    assert key["name"] == "reporting bot" and key["scope"] == "query" and key["last_used_at"]
+    assert "secret" not in key
+    assert "204" in lines
+    assert after == {"error": {"code": "unauthorized", "message": "invalid token"}}
