@@ -28,7 +28,7 @@ OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
     ("post", "/api/v1/users"): (201, (403, 409)),
     ("get", "/api/v1/users"): (200, (403,)),
     ("delete", "/api/v1/users/{user_id}"): (204, (403, 404, 409)),
-    ("post", "/api/v1/api-keys"): (201, (403,)),
+    ("post", "/api/v1/api-keys"): (201, (403, 409)),
     ("get", "/api/v1/api-keys"): (200, (403,)),
     ("delete", "/api/v1/api-keys/{key_id}"): (204, (403, 404)),
     ("post", "/api/v1/documents"): (202, (403, 413, 503)),

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -291,3 +293,43 @@ def test_the_key_lookup_is_a_unique_index_on_the_hash(platform):
         "EXPLAIN (FORMAT JSON) SELECT * FROM api_keys WHERE secret_hash = %s", (b"\x00" * 32,)
     )
     assert "api_keys_secret_hash" in json.dumps(with_plan)
+
+
+def test_an_organisation_holds_a_bounded_number_of_keys(platform, configure):
+    configure(api_keys_max_per_org=2)
+    org = platform.register()
+    first = create_key(platform, org["token"])
+    create_key(platform, org["token"])
+    refused = platform.request(
+        "POST", "/api/v1/api-keys", {"name": "third", "scope": "query"}, token=org["token"]
+    )
+    assert refused.status == 409 and refused.body["error"]["code"] == "too_many_api_keys"
+    # Revoking one makes room; other organisations are not affected.
+    platform.request("DELETE", f"/api/v1/api-keys/{first['api_key']['id']}", token=org["token"])
+    create_key(platform, org["token"])
+    create_key(platform, platform.register()["token"])
+
+
+def test_concurrent_creations_never_exceed_the_bound(platform, configure):
+    from ragcore.api_keys import create_api_key
+    from ragcore.errors import Conflict
+    from ragcore.principal import Principal
+
+    configure(api_keys_max_per_org=3)
+    org = platform.register()
+    admin = Principal(uuid.UUID(org["user"]["id"]), uuid.UUID(org["org"]["id"]), "admin")
+    barrier = threading.Barrier(8)
+
+    def attempt(number: int) -> str:
+        barrier.wait()
+        try:
+            create_api_key(admin, f"racer {number}", "query")
+            return "created"
+        except Conflict:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 5
+    ((held,),) = platform.owner_query("SELECT count(*) FROM api_keys WHERE org_id = %s", (org["org"]["id"],))
+    assert held == 3

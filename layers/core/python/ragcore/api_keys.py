@@ -17,7 +17,8 @@ from typing import Any
 
 from .config import get_settings
 from .db import anonymous_transaction, tenant_transaction
-from .errors import InvalidInput, NotFound, Unauthenticated
+from .errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from .observability import logger
 from .principal import Principal, Scope
 
 SECRET_PREFIX = "rag_"
@@ -70,7 +71,8 @@ def create_api_key(
 ) -> dict[str, Any]:
     """Create a key of the caller's organisation (admin users and admin keys only).
 
-    Returns {api_key, secret}: the secret is in this answer and nowhere else, ever.
+    Returns {api_key, secret}: the secret is in this answer and nowhere else, ever. Conflict when the
+    organisation already holds ``API_KEYS_MAX_PER_ORG`` keys that are not revoked.
     """
     principal.require("manage_keys")
     if expires_at is not None:
@@ -79,7 +81,19 @@ def create_api_key(
         if expires_at <= datetime.now(UTC):
             raise InvalidInput("expires_at must be in the future")
     secret = generate_secret()
+    limit = get_settings().api_keys_max_per_org
     with tenant_transaction(principal.org_id) as conn:
+        # The organisation's row is the lock: concurrent creations are counted one after the other.
+        conn.execute("SELECT 1 FROM organizations WHERE id = %s FOR UPDATE", (principal.org_id,))
+        held = conn.execute(
+            "SELECT count(*) AS n FROM api_keys WHERE org_id = %s AND revoked_at IS NULL",
+            (principal.org_id,),
+        ).fetchone()["n"]
+        if held >= limit:
+            raise Conflict(
+                f"the organisation holds {held} API keys, the most allowed; revoke one first",
+                code="too_many_api_keys",
+            )
         row = conn.execute(
             f"""INSERT INTO api_keys (id, org_id, name, scope, prefix, secret_hash, expires_at,
                                       created_by_user_id, created_by_key_id)
@@ -96,6 +110,7 @@ def create_api_key(
                 principal.key_id,
             ),
         ).fetchone()
+    logger.info("api key created", extra={"created_api_key_id": str(row["id"]), "scope": scope})
     return {"api_key": key_view(row), "secret": secret}
 
 
@@ -124,6 +139,7 @@ def revoke_api_key(principal: Principal, key_id: uuid.UUID) -> None:
         ).rowcount
     if not revoked:
         raise NotFound("API key not found")
+    logger.info("api key revoked", extra={"revoked_api_key_id": str(key_id)})
 
 
 def principal_from_api_key(secret: str) -> Principal:

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     register_window_seconds: int = Field(default=3600, ge=1)
     # API keys: last_used_at is written at most once per this many seconds per key, not on every request.
     api_key_touch_seconds: int = Field(default=60, ge=1)
+    # Keys an organisation may hold at once (not revoked): creating one more is 409 too_many_api_keys.
+    api_keys_max_per_org: int = Field(default=100, ge=1)
 
     # Ingestion.
     queue_url: str = ""
