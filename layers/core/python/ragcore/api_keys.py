@@ -30,7 +30,8 @@ VISIBLE_PREFIX_LENGTH = 12  # "rag_" and 8 characters: enough to tell keys apart
 # The one answer to any key that does not let the caller in, whatever the reason (the body of a bad JWT).
 INVALID = "invalid token"
 
-_COLUMNS = "id, name, scope, prefix, created_at, last_used_at, expires_at"
+# What key_view shows: never the hash.
+KEY_COLUMNS = "id, name, scope, prefix, created_at, last_used_at, expires_at"
 
 
 def looks_like_api_key(token: str) -> bool:
@@ -97,7 +98,7 @@ def create_api_key(
         row = conn.execute(
             f"""INSERT INTO api_keys (id, org_id, name, scope, prefix, secret_hash, expires_at,
                                       created_by_user_id, created_by_key_id)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {KEY_COLUMNS}""",
             (
                 uuid.uuid4(),
                 principal.org_id,
@@ -120,7 +121,7 @@ def list_api_keys(principal: Principal) -> list[dict[str, Any]]:
     principal.require("manage_keys")
     with tenant_transaction(principal.org_id) as conn:
         rows = conn.execute(
-            f"""SELECT {_COLUMNS} FROM api_keys
+            f"""SELECT {KEY_COLUMNS} FROM api_keys
                 WHERE org_id = %s AND revoked_at IS NULL ORDER BY created_at, id""",
             (principal.org_id,),
         ).fetchall()

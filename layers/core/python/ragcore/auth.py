@@ -11,7 +11,7 @@ import bcrypt
 import jwt
 import psycopg
 
-from .api_keys import key_view, looks_like_api_key, principal_from_api_key
+from .api_keys import KEY_COLUMNS, key_view, looks_like_api_key, principal_from_api_key
 from .config import Settings, get_settings
 from .db import anonymous_transaction, tenant_transaction
 from .errors import Conflict, NotFound, Unauthenticated
@@ -253,8 +253,7 @@ def me(principal: Principal) -> dict[str, Any]:
 def _key_profile(principal: Principal) -> dict[str, Any]:
     with tenant_transaction(principal.org_id) as conn:
         key = conn.execute(
-            """SELECT id, name, scope, prefix, created_at, last_used_at, expires_at FROM api_keys
-               WHERE org_id = %s AND id = %s""",
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = %s AND id = %s",
             (principal.org_id, principal.key_id),
         ).fetchone()
         org = conn.execute(

@@ -71,18 +71,18 @@ class Principal:
 
     def require(self, capability: Capability) -> None:
         """Raise Forbidden unless the caller may do ``capability``."""
-        if self.can(capability):
-            return
-        if self.kind == "api_key":
-            raise Forbidden(f"an API key of scope '{self.scope}' does not allow this action")
-        raise Forbidden("this action needs the admin role")
+        if not self.can(capability):
+            raise self._refusal()
 
     def require_admin(self) -> None:
-        """Raise Forbidden unless the caller is an admin user or an admin API key."""
+        """Raise Forbidden unless the caller is an admin user or an admin API key (may do everything)."""
         if not self.is_admin:
-            if self.kind == "api_key":
-                raise Forbidden(f"an API key of scope '{self.scope}' does not allow this action")
-            raise Forbidden("this action needs the admin role")
+            raise self._refusal()
+
+    def _refusal(self) -> Forbidden:
+        if self.kind == "api_key":
+            return Forbidden(f"an API key of scope '{self.scope}' does not allow this action")
+        return Forbidden("this action needs the admin role")
 
     def log_keys(self) -> dict[str, str]:
         """What every log line of the request carries to attribute it (ids only, never a secret)."""
