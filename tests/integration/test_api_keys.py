@@ -4,6 +4,7 @@ listing and revocation, what each scope may do on every route, and the one 401 f
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import threading
@@ -333,3 +334,44 @@ def test_concurrent_creations_never_exceed_the_bound(platform, configure):
     assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 5
     ((held,),) = platform.owner_query("SELECT count(*) FROM api_keys WHERE org_id = %s", (org["org"]["id"],))
     assert held == 3
+
+
+@pytest.fixture
+def captured_logs():
+    """The JSON lines ragcore's logger writes, at INFO, while the test runs."""
+    from ragcore.observability import logger
+
+    buffer = io.StringIO()
+    handler = logger.registered_handler
+    previous_stream, previous_level = handler.stream, logger.log_level
+    handler.setStream(buffer)
+    logger.setLevel("INFO")
+    try:
+        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+    finally:
+        handler.setStream(previous_stream)
+        logger.setLevel(previous_level)
+
+
+def test_log_lines_name_the_key_and_never_hold_a_secret(platform, captured_logs):
+    org = platform.register()
+    admin_key = create_key(platform, org["token"], "admin")
+    created = create_key(platform, admin_key["secret"], "query", name="made by a key")
+    revoked = platform.request(
+        "DELETE", f"/api/v1/api-keys/{created['api_key']['id']}", token=admin_key["secret"]
+    )
+    assert revoked.status == 204
+    lines = captured_logs()
+    by_key = [line for line in lines if line.get("auth") == "api_key"]
+    messages = {line["message"] for line in by_key}
+    assert {"api key created", "api key revoked"} <= messages
+    for line in by_key:
+        assert line["api_key_id"] == admin_key["api_key"]["id"] and line["org_id"] == org["org"]["id"]
+        assert "user_id" not in line
+    text = json.dumps(lines)
+    for secret in (admin_key["secret"], created["secret"]):
+        assert secret[12:] not in text
+    # The same lines from a person's request name the user.
+    create_key(platform, org["token"])
+    by_user = [line for line in captured_logs() if line.get("auth") == "user"]
+    assert by_user and all(line["user_id"] == org["user"]["id"] for line in by_user)
