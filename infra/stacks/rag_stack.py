@@ -189,7 +189,7 @@ class RagPlatformStack(Stack):
             },
         }
         descriptions = {
-            "auth": "register, login, users",
+            "auth": "register, login, users, API keys",
             "documents": "document CRUD; queues ingestion",
             "query": "synchronous answers, health",
             "ingest": "SQS batches: extract, chunk, embed, store",

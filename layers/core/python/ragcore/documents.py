@@ -66,6 +66,7 @@ def create_document(
     refuses the message the row is removed again and the caller gets ServiceUnavailable: a document is
     never left ``pending`` with no message on its way.
     """
+    principal.require("write_documents")
     size = len(content.encode())
     if size > get_settings().max_document_bytes:
         raise PayloadTooLarge(f"content is {size} bytes; the limit is {get_settings().max_document_bytes}")
@@ -118,6 +119,7 @@ def list_documents(
     principal: Principal, status: str | None = None, limit: int = 20, cursor: str | None = None
 ) -> dict[str, Any]:
     """A page of documents, newest first, and the cursor of the next page (None on the last page)."""
+    principal.require("read_documents")
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
     conditions = ["org_id = %s"]
@@ -143,6 +145,7 @@ def list_documents(
 
 def get_document(principal: Principal, document_id: uuid.UUID) -> dict[str, Any]:
     """One document of the caller's tenant; NotFound otherwise (whoever else owns that id)."""
+    principal.require("read_documents")
     with tenant_transaction(principal.org_id) as conn:
         row = conn.execute(
             f"SELECT {_COLUMNS} FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
@@ -153,8 +156,8 @@ def get_document(principal: Principal, document_id: uuid.UUID) -> dict[str, Any]
 
 
 def delete_document(principal: Principal, document_id: uuid.UUID) -> None:
-    """Delete a document and its chunks (admins only)."""
-    principal.require_admin()
+    """Delete a document and its chunks (admin users, and write and admin API keys)."""
+    principal.require("manage_documents")
     with tenant_transaction(principal.org_id) as conn:
         deleted = conn.execute(
             "DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
@@ -167,8 +170,8 @@ def reingest_document(
     principal: Principal, document_id: uuid.UUID, queue: IngestQueue | None = None
 ) -> dict[str, Any]:
     """Rebuild a document's chunks: back to ``pending`` and enqueued again (admins only: it spends
-    embedding work and replaces what every member's queries read)."""
-    principal.require_admin()
+    embedding work and replaces what every member's queries read; write and admin API keys too)."""
+    principal.require("manage_documents")
     with tenant_transaction(principal.org_id) as conn:
         row = conn.execute(
             f"""UPDATE documents
