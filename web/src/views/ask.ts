@@ -139,6 +139,7 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
     let sources: Source[] = [];
     let ids: string[] = [];
     let full = "";
+    let tokens = 0;
     let finished = false;
     try {
       // The conversations feature adds conversation_id to this body.
@@ -152,6 +153,9 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
           status.textContent = "Writing the answer…";
         } else if (sse.event === "token") {
           full += String(data.text ?? "");
+          tokens += 1;
+          // How many pieces were shown as they arrived (read by the browser test: streamed, not at once).
+          answerText.dataset.tokens = String(tokens);
           renderAnswer(answerText, full, ids, sources);
         } else if (sse.event === "done") {
           finished = true;
@@ -162,6 +166,7 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
         }
       }
       if (!finished) throw new ApiError(0, "stream_ended", "The answer stopped before it was complete");
+      answer.dataset.complete = "true";
       question.value = "";
       announce(`Answer complete${sources.length ? `, ${sources.length} source${sources.length > 1 ? "s" : ""}` : ""}.`);
     } catch (err) {
