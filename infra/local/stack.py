@@ -238,6 +238,7 @@ class LocalStack:
                 scheduler.start()
                 self._schedulers.append(scheduler)
 
+        console_dir = cfg.console_dir or cfg.root / CONSOLE_DIST
         asgi_routes = cfg.asgi_routes if cfg.asgi_routes is not None else _discover_stream_app(cfg.root)
         self._gateway = Gateway(
             RouteTable(template.routes),
@@ -245,9 +246,13 @@ class LocalStack:
             stage=template.stage_name,
             binary_media_types=template.binary_media_types,
             asgi_routes=asgi_routes,
-            site=ConsoleSite(cfg.console_dir or cfg.root / CONSOLE_DIST),
+            site=ConsoleSite(console_dir),
         )
         self.url = self._serve(self._gateway)
+        if (console_dir / "index.html").is_file():
+            log.info("web console on %s/", self.url)
+        else:
+            log.warning("the web console is not built (%s): `make run` builds it", console_dir)
         return self.url
 
     def _write_sam_env_vars(self, data_dir: Path, jwt_secret: str, queue_url: str, endpoint: str) -> None:
