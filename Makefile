@@ -44,7 +44,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/build_pgvector.py
 # npm ci from the committed lock file, again only when it changes; the build, only when a source changes.
 WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := web/index.html web/package.json web/tsconfig.json web/vite.config.ts \
-	$(shell find web/src web/public -type f 2>/dev/null)
+	$(shell find web/src web/public web/test -type f 2>/dev/null)
 
 console: web/dist/index.html
 
@@ -134,13 +134,13 @@ run-localstack: venv localstack-venv console
 	PORT=$(PORT) DATA_DIR=$(DATA_DIR) PG_PORT=$(PG_PORT) LOCALSTACK_PORT=$(LOCALSTACK_PORT) \
 		LOCALSTACK_PYTHON=$(LOCALSTACK_VENV)/bin/python $(PY) -m infra.local.localstack
 
-test-unit: venv
+test-unit: venv console
 	$(PY) -m pytest -q tests/unit
 
 test-integration: venv
 	$(PY) -m pytest -q tests/integration
 
-test-e2e: venv
+test-e2e: venv console browser
 	$(PY) -m pytest -q tests/e2e
 
 lint: venv
