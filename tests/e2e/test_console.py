@@ -68,6 +68,19 @@ def page(browser):
     assert page_errors == [], page_errors
 
 
+UNLABELLED = """() => [...document.querySelectorAll("input, textarea, select, button, a[href]")]
+    .filter((el) => el.offsetParent !== null)
+    .filter((el) => ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName)
+        ? !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+        : !(el.textContent.trim() || el.getAttribute("aria-label")))
+    .map((el) => el.outerHTML)"""
+
+
+def assert_every_control_is_labelled(page) -> None:
+    """Each visible field has a label tied to it, each button and link a name (what a screen reader says)."""
+    assert page.evaluate(UNLABELLED) == []
+
+
 def sign_up(page, console_url: str, org: str) -> str:
     email = f"admin-{uuid.uuid4().hex[:8]}@{org.lower()}.example"
     page.goto(console_url)
@@ -76,6 +89,7 @@ def sign_up(page, console_url: str, org: str) -> str:
     page.get_by_label("Organisation name").fill(org)
     page.get_by_label("Your e-mail").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
+    assert_every_control_is_labelled(page)
     page.get_by_role("button", name="Create organisation").click()
     expect(page.get_by_role("heading", name="Documents", level=1)).to_be_visible()
     return email
@@ -95,6 +109,7 @@ def test_sign_up_add_a_document_ask_and_open_the_cited_source(page, console_url,
     # Polling moves the status on without a reload, to ready.
     expect(row.locator("[data-status]")).to_have_attribute("data-status", "ready", timeout=45_000)
     expect(row.get_by_role("cell").nth(1)).not_to_have_text("–")  # the chunk count is filled in
+    assert_every_control_is_labelled(page)
 
     page.get_by_role("link", name="Ask").click()
     expect(page.get_by_role("heading", name="Ask", level=1)).to_be_visible()
@@ -126,7 +141,9 @@ def test_sign_up_add_a_document_ask_and_open_the_cited_source(page, console_url,
     cited = sync["sources"][number - 1]
     source = answer.locator("details.source").nth(number - 1)
     expect(source).not_to_have_attribute("open", "")
-    citation.click()
+    assert_every_control_is_labelled(page)
+    citation.focus()
+    page.keyboard.press("Enter")  # a link: the keyboard follows it as a click would
     expect(source).to_have_attribute("open", "")
     expect(source.locator("summary")).to_be_focused()
     expect(source.locator("summary")).to_contain_text("bakery.txt")
@@ -146,6 +163,7 @@ def test_admin_adds_a_member_and_errors_show_the_api_message(page, console_url):
     page.get_by_label("Initial password").fill(PASSWORD)
     page.get_by_role("button", name="Add member").click()
     expect(page.get_by_role("rowheader", name=member)).to_be_visible()
+    assert_every_control_is_labelled(page)
 
     # Adding the same address again: the API's 409 body, worded as it is, in an alert.
     page.get_by_label("E-mail").fill(member)
