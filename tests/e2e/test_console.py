@@ -63,9 +63,21 @@ def page(browser):
     page = context.new_page()
     page_errors: list[str] = []
     page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    # Console errors include Content-Security-Policy violations and failed loads of the page's files.
+    page.on(
+        "console",
+        lambda message: message.type == "error"
+        and not expected_error(message.text)
+        and page_errors.append(message.text),
+    )
     yield page
     context.close()
     assert page_errors == [], page_errors
+
+
+def expected_error(text: str) -> bool:
+    """The API's own refusals that the tests provoke on purpose (chromium logs every 4xx fetch)."""
+    return "the server responded with a status of 401" in text or "status of 409" in text
 
 
 UNLABELLED = """() => [...document.querySelectorAll("input, textarea, select, button, a[href]")]
