@@ -240,3 +240,20 @@ def test_reingest_then_delete_a_document(page, console_url, base_url):
     expect(page.get_by_text("No documents yet")).to_be_visible()
     gone = requests.get(f"{base_url}/api/v1/documents/{document_id}", headers=headers, timeout=30)
     assert gone.status_code == 404
+
+
+def test_a_refused_token_ends_the_session_with_a_message(page, console_url):
+    sign_up(page, console_url, "Lighthouse")
+    page.reload()  # the session survives a reload of the tab
+    expect(page.get_by_role("heading", name="Documents", level=1)).to_be_visible()
+    page.evaluate(
+        """() => {
+            const key = 'rag-console-session';
+            const session = JSON.parse(sessionStorage.getItem(key));
+            sessionStorage.setItem(key, JSON.stringify({...session, token: session.token + 'x'}));
+        }"""
+    )
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text("Your session has ended: sign in again.")
+    assert page.evaluate("sessionStorage.getItem('rag-console-session')") is None

@@ -130,7 +130,6 @@ function render(): void {
 async function start(): Promise<void> {
   const config = await loadConfig();
   api = new Api(config);
-  api.onUnauthorized = () => signOut("Your session has ended: sign in again.");
   const restored = restoreSession();
   if (restored) {
     api.setToken(restored.token);
@@ -139,10 +138,16 @@ async function start(): Promise<void> {
       const me = await api.me();
       saveSession({ token: restored.token, user: me.user, org: me.org });
     } catch (err) {
-      if (!(err instanceof ApiError && err.status === 401)) notice = messageOf(err);
-      saveSession(null);
+      if (err instanceof ApiError && err.status === 401) {
+        notice = "Your session has ended: sign in again.";
+        saveSession(null);
+      } else {
+        saveSession(restored); // the platform cannot be reached now: the screens say so as they load
+      }
     }
   }
+  // From here on, a token the API refuses (expired, user removed) ends the session wherever it happens.
+  api.onUnauthorized = () => signOut("Your session has ended: sign in again.");
   window.addEventListener("hashchange", render);
   render();
 }
