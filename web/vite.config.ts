@@ -10,4 +10,9 @@ export default defineConfig({
     // Every byte comes from this build: no CDN at run time.
     assetsInlineLimit: 0,
   },
+  // `npm run dev` (live reload while editing the console): the API of a running `make run`, same-origin
+  // through the dev server's proxy, so the committed config.json holds there too.
+  server: {
+    proxy: { "/api": { target: "http://127.0.0.1:8080", changeOrigin: true } },
+  },
 });
