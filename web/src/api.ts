@@ -47,10 +47,12 @@ export interface Source {
   content: string;
   score: number;
   retrievers?: string[];
-  // Location, when the document's format has one (pages of a PDF, the heading path of a section).
+  // Location, when the document's format has one: the first page and [first, last] pages of a PDF,
+  // the heading path of a section (outermost first).
   page?: number | null;
-  pages?: number[] | null;
-  heading?: string | string[] | null;
+  pages?: [number, number] | null;
+  headings?: string[] | null;
+  heading?: string | null;
 }
 
 export interface Usage {

@@ -1,22 +1,8 @@
 import { ApiError, type Source } from "../api";
 import type { AppContext, Screen } from "../context";
 import { announce, append, clear, ErrorBox, field, h, uid } from "../dom";
+import { locationOf, splitCitations } from "../citations";
 import { messageOf } from "../errors";
-
-// "[1]", and "[1, 2]" should a model group its citations.
-const CITATION = /\[(\d+(?:\s*,\s*\d+)*)\]/g;
-
-function locationOf(source: Source): string {
-  const parts: string[] = [];
-  if (Array.isArray(source.pages) && source.pages.length > 1) {
-    parts.push(`pages ${source.pages[0]}–${source.pages[source.pages.length - 1]}`);
-  } else if (typeof source.page === "number" || (Array.isArray(source.pages) && source.pages.length === 1)) {
-    parts.push(`page ${source.page ?? source.pages![0]}`);
-  }
-  if (Array.isArray(source.heading) && source.heading.length) parts.push(source.heading.join(" › "));
-  else if (typeof source.heading === "string" && source.heading) parts.push(source.heading);
-  return parts.join(" · ");
-}
 
 /** Opens a source's panel and moves focus to it, as following a link to it would. */
 function openSource(id: string): void {
@@ -32,12 +18,12 @@ function openSource(id: string): void {
 /** The answer's text with each [n] turned into a link to source n (text nodes only: no markup). */
 function renderAnswer(target: HTMLElement, text: string, sourceIds: string[], sources: Source[]): void {
   clear(target);
-  let last = 0;
-  for (const match of text.matchAll(CITATION)) {
-    const numbers = match[1].split(",").map((n) => Number(n.trim()));
-    if (!numbers.every((n) => n >= 1 && n <= sourceIds.length)) continue; // not a citation of ours
-    append(target, text.slice(last, match.index));
-    numbers.forEach((n, i) => {
+  for (const part of splitCitations(text, sourceIds.length)) {
+    if (typeof part === "string") {
+      append(target, part);
+      continue;
+    }
+    part.forEach((n, i) => {
       const id = sourceIds[n - 1];
       const link = h(
         "a",
@@ -56,9 +42,7 @@ function renderAnswer(target: HTMLElement, text: string, sourceIds: string[], so
       if (i > 0) append(target, " ");
       target.append(link);
     });
-    last = (match.index ?? 0) + match[0].length;
   }
-  append(target, text.slice(last));
 }
 
 function sourceList(sources: Source[], turn: string): { el: HTMLElement; ids: string[] } {
