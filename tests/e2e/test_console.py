@@ -183,11 +183,15 @@ def test_admin_adds_a_member_and_errors_show_the_api_message(page, console_url):
     page.get_by_role("button", name="Add member").click()
     alert = page.get_by_role("alert").filter(has_text=re.compile(r"\S"))
     expect(alert).to_be_visible()
+    token = page.evaluate("JSON.parse(sessionStorage.getItem('rag-console-session')).token")
     conflict = requests.post(
-        f"{console_url}api/v1/auth/register",
-        json={"org_name": "Probe", "email": member, "password": PASSWORD},
+        f"{console_url}api/v1/users",
+        json={"email": member, "password": PASSWORD, "role": "member"},
+        headers={"Authorization": f"Bearer {token}"},
         timeout=30,
-    ).json()["error"]["message"]
+    )
+    assert conflict.status_code == 409
+    conflict = conflict.json()["error"]["message"]
     expect(alert).to_contain_text(conflict.rstrip("."))
 
     # A member sees no Members screen; a wrong password shows the API's 401 message.
