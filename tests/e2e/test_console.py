@@ -168,6 +168,10 @@ def test_sign_up_add_a_document_ask_and_open_the_cited_source(page, console_url,
 
 def test_admin_adds_a_member_and_errors_show_the_api_message(page, console_url):
     sign_up(page, console_url, "Quayside")
+    page.get_by_label("Name", exact=True).fill("notice.txt")
+    page.get_by_label("Content").fill("The quay is closed for repairs in February.")
+    page.get_by_role("button", name="Add document").click()
+    expect(page.get_by_role("button", name="Delete notice.txt")).to_be_visible()  # an admin's row
     page.get_by_role("link", name="Members").click()
     expect(page.get_by_role("heading", name="Members", level=1)).to_be_visible()
     member = f"member-{uuid.uuid4().hex[:8]}@quayside.example"
@@ -204,7 +208,8 @@ def test_admin_adds_a_member_and_errors_show_the_api_message(page, console_url):
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Documents", level=1)).to_be_visible()
     expect(page.get_by_role("link", name="Members")).to_have_count(0)
-    expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
+    expect(page.get_by_role("rowheader", name="notice.txt")).to_be_visible()  # members read documents
+    expect(page.get_by_role("button", name=re.compile("^(Delete|Re-ingest)"))).to_have_count(0)
 
 
 def test_reingest_then_delete_a_document(page, console_url, base_url):

@@ -102,7 +102,7 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
         h("th", { scope: "col" }, "Status"),
         h("th", { scope: "col" }, "Chunks"),
         h("th", { scope: "col" }, "Updated"),
-        h("th", { scope: "col" }, "Actions"),
+        ctx.isAdmin ? h("th", { scope: "col" }, "Actions") : null,
       ),
     ),
     tbody,
@@ -110,7 +110,22 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
   const empty = h("p", { class: "empty" }, "No documents yet: add one above.");
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
 
+  // Re-ingesting and deleting are for administrators (the API answers 403 to members): members get no
+  // actions column at all.
   function row(doc: DocumentItem): HTMLTableRowElement {
+    const tr = h(
+      "tr",
+      { "data-document-id": doc.id },
+      h("th", { scope: "row", class: "doc-name" }, doc.name),
+      h("td", {}, statusBadge(doc)),
+      h("td", { class: "num" }, doc.chunk_count === null || doc.chunk_count === undefined ? "–" : String(doc.chunk_count)),
+      h("td", {}, h("time", { datetime: doc.updated_at }, formatTime(doc.updated_at))),
+    );
+    if (ctx.isAdmin) tr.append(h("td", {}, adminActions(doc)));
+    return tr;
+  }
+
+  function adminActions(doc: DocumentItem): HTMLElement {
     const actions = h("div", { class: "actions" });
     const reingest = h(
       "button",
@@ -130,34 +145,25 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
       }
     });
     actions.append(reingest);
-    if (ctx.isAdmin) {
-      const remove = h("button", { type: "button", class: "danger", "aria-label": `Delete ${doc.name}` }, "Delete");
-      remove.addEventListener("click", async () => {
-        if (!window.confirm(`Delete "${doc.name}" and its chunks? This cannot be undone.`)) return;
-        errors.hide();
-        remove.disabled = true;
-        try {
-          await api.deleteDocument(doc.id);
-          docs.delete(doc.id);
-          order.splice(order.indexOf(doc.id), 1);
-          draw();
-          announce(`${doc.name} deleted.`);
-        } catch (err) {
-          errors.show(`${doc.name}: ${messageOf(err)}`);
-          remove.disabled = false;
-        }
-      });
-      actions.append(remove);
-    }
-    return h(
-      "tr",
-      { "data-document-id": doc.id },
-      h("th", { scope: "row", class: "doc-name" }, doc.name),
-      h("td", {}, statusBadge(doc)),
-      h("td", { class: "num" }, doc.chunk_count === null || doc.chunk_count === undefined ? "–" : String(doc.chunk_count)),
-      h("td", {}, h("time", { datetime: doc.updated_at }, formatTime(doc.updated_at))),
-      h("td", {}, actions),
-    );
+
+    const remove = h("button", { type: "button", class: "danger", "aria-label": `Delete ${doc.name}` }, "Delete");
+    remove.addEventListener("click", async () => {
+      if (!window.confirm(`Delete "${doc.name}" and its chunks? This cannot be undone.`)) return;
+      errors.hide();
+      remove.disabled = true;
+      try {
+        await api.deleteDocument(doc.id);
+        docs.delete(doc.id);
+        order.splice(order.indexOf(doc.id), 1);
+        draw();
+        announce(`${doc.name} deleted.`);
+      } catch (err) {
+        errors.show(`${doc.name}: ${messageOf(err)}`);
+        remove.disabled = false;
+      }
+    });
+    actions.append(remove);
+    return actions;
   }
 
   function draw(): void {
