@@ -4,6 +4,7 @@ deleting a document or a user does to stored conversations."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -241,6 +242,25 @@ def test_messages_page_backwards_from_the_latest(platform, tenant):
     earlier = read(platform, token, conversation, query=f"limit=4&cursor={latest.body['next_cursor']}")
     assert [m["role"] for m in earlier.body["messages"]] == ["user", "assistant"]
     assert earlier.body["messages"][0]["content"] == FIRST and earlier.body["next_cursor"] is None
+
+
+def test_a_page_of_messages_stops_before_its_byte_budget(platform, tenant, monkeypatch):
+    token = tenant["token"]
+    conversation = new_conversation(platform, token)
+    for question in (FIRST, FOLLOW_UP):
+        assert ask(platform, token, question, conversation_id=conversation).status == 200
+    whole = read(platform, token, conversation).body["messages"]
+    # Room for the last two messages (the answer with its sources is the larger), not three.
+    monkeypatch.setattr("ragcore.conversations.MAX_PAGE_BYTES", len(json.dumps(whole[-2:])) + 10)
+    seen, cursor = [], None
+    while True:
+        page = read(platform, token, conversation, query=f"cursor={cursor}" if cursor else "")
+        assert 1 <= len(page.body["messages"]) <= 2
+        seen = page.body["messages"] + seen
+        cursor = page.body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == whole
 
 
 def test_a_full_conversation_refuses_more_turns_with_409(platform, tenant, configure):

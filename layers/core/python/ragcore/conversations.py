@@ -33,6 +33,9 @@ TITLE_MAX_CHARS = 200
 # A title made from the first question: its first words, cut at a word boundary.
 AUTO_TITLE_CHARS = 80
 _COLUMNS = "id, title, turn_count, created_at, updated_at"
+# A page of messages stops before this many bytes of JSON (next_cursor leads on): 100 answers with 50
+# sources of 512 words each would exceed the 6 MB a Lambda response may hold.
+MAX_PAGE_BYTES = 3 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,10 @@ def get_conversation(
     principal: Principal, conversation_id: uuid.UUID, limit: int = 50, cursor: str | None = None
 ) -> dict[str, Any]:
     """One of the caller's conversations with a page of its messages in the order they were written:
-    the latest ``limit`` messages, or those before ``cursor``; ``next_cursor`` leads to earlier ones."""
+    the latest ``limit`` messages, or those before ``cursor``; ``next_cursor`` leads to earlier ones.
+
+    A page also ends before its JSON exceeds ``MAX_PAGE_BYTES`` (it always holds one message at least).
+    """
     before = None
     if cursor:
         (value,) = _decode_cursor(cursor, 1)
@@ -165,11 +171,18 @@ def get_conversation(
                 ORDER BY id DESC LIMIT %s""",
             (principal.org_id, conversation_id, *([before] if before is not None else []), limit + 1),
         ).fetchall()
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = _encode_cursor([str(page[-1]["id"])]) if more else None
+    views, size = [], 0
+    for row in rows[:limit]:
+        view = message_view(row)
+        size += len(json.dumps(view, ensure_ascii=False).encode())
+        if views and size > MAX_PAGE_BYTES:
+            break
+        views.append((row["id"], view))
+    more = len(rows) > len(views)
+    next_cursor = _encode_cursor([str(views[-1][0])]) if more else None
     return {
         "conversation": conversation_view(conversation),
-        "messages": [message_view(r) for r in reversed(page)],
+        "messages": [view for _, view in reversed(views)],
         "next_cursor": next_cursor,
     }
 
