@@ -10,7 +10,15 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.integration.test_conversations import FIRST, FOLLOW_UP, new_conversation, read
+from tests.integration.test_conversations import (  # noqa: F401 (openai_provider is a fixture)
+    FIRST,
+    FOLLOW_UP,
+    ask,
+    completion,
+    new_conversation,
+    openai_provider,
+    read,
+)
 from tests.integration.test_documents import HANDBOOK, upload
 from tests.integration.test_query import RECIPES
 from tests.integration.test_stream import (  # noqa: F401 (fixtures)
@@ -20,6 +28,7 @@ from tests.integration.test_stream import (  # noqa: F401 (fixtures)
     stream_url,
     use_generator,
 )
+from tests.unit.test_generation_openai import answer_chunks
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +121,48 @@ def test_someone_elses_conversation_is_404_before_the_stream(platform, stream_ur
         assert response.headers["content-type"] == "application/json"
         assert json.loads(response.text)["error"]["code"] == "not_found"
     assert read(platform, stranger, theirs).body["messages"] == []
+
+
+def test_the_stream_condenses_with_the_model_and_stores_the_standalone_question(
+    platform,
+    stream_url,  # noqa: F811
+    token,
+    openai_provider,  # noqa: F811
+):
+    conversation = new_conversation(platform, token)
+    assert ask(platform, token, FIRST, conversation_id=conversation).status == 200  # extractive turn
+    standalone = "At what temperature do I bake the apple pie?"
+    server = openai_provider(
+        ("status", 200, {}, completion(standalone)),
+        ("stream", answer_chunks("At 180 degrees ", "Celsius [1]."), "done"),
+    )
+    _, events = stream(stream_url, token, {"question": FOLLOW_UP, "conversation_id": conversation})
+    assert events[0][1]["conversation"]["retrieval"] == {"query": standalone, "method": "condensed"}
+    assert events[0][1]["sources"][0]["document_name"] == "recipes.txt"
+    assert [data["text"] for kind, data in events if kind == "token"] == ["At 180 degrees ", "Celsius [1]."]
+    assert events[-1][1]["usage"]["condense"] == {"input_tokens": 77, "output_tokens": 9}
+    assert f"<user>{FIRST}</user>" in server.requests[0]["body"]["messages"][1]["content"]
+    stored = read(platform, token, conversation).body["messages"]
+    assert stored[2]["retrieval"] == {"query": standalone, "method": "condensed"}
+    assert stored[3]["content"] == "At 180 degrees Celsius [1]."
+
+
+def test_a_failed_condensation_is_a_503_before_the_stream(
+    platform,
+    stream_url,  # noqa: F811
+    token,
+    openai_provider,  # noqa: F811
+):
+    conversation = new_conversation(platform, token)
+    assert ask(platform, token, FIRST, conversation_id=conversation).status == 200
+    unavailable = ("status", 503, {}, {"error": {"message": "overloaded"}})
+    openai_provider(unavailable, unavailable, unavailable)
+    response = httpx.post(
+        f"{stream_url}/api/v1/query",
+        json={"question": FOLLOW_UP, "conversation_id": conversation},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "generation_unavailable"
+    assert read(platform, token, conversation).body["conversation"]["turn_count"] == 1
