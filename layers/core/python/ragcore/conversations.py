@@ -137,10 +137,9 @@ def list_conversations(principal: Principal, limit: int = 20, cursor: str | None
     return {"items": [conversation_view(r) for r in page], "next_cursor": next_cursor}
 
 
-def _owned(conn, principal: Principal, conversation_id: uuid.UUID, lock: bool = False) -> dict[str, Any]:
+def _owned(conn, principal: Principal, conversation_id: uuid.UUID) -> dict[str, Any]:
     row = conn.execute(
-        f"""SELECT {_COLUMNS} FROM conversations WHERE org_id = %s AND user_id = %s AND id = %s
-            {"FOR UPDATE" if lock else ""}""",
+        f"SELECT {_COLUMNS} FROM conversations WHERE org_id = %s AND user_id = %s AND id = %s",
         (principal.org_id, principal.user_id, conversation_id),
     ).fetchone()
     if row is None:
