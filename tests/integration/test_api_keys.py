@@ -382,7 +382,9 @@ def test_conversations_belong_to_users_so_a_key_cannot_hold_one(platform):
     upload(platform, org["token"])
     platform.ingest_all()
     secret = create_key(platform, org["token"], "admin")["secret"]
-    conversation = platform.request("POST", "/api/v1/conversations", {}, token=org["token"]).body
+    conversation = platform.request("POST", "/api/v1/conversations", {}, token=org["token"]).body[
+        "conversation"
+    ]
     for method, path, body in [
         ("POST", "/api/v1/conversations", {}),
         ("GET", "/api/v1/conversations", None),
