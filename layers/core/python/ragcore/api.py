@@ -19,6 +19,7 @@ from .cors import add_cors_headers
 from .errors import (
     BadRequest,
     Conflict,
+    ExtractionFailed,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -38,6 +39,7 @@ HTTP_STATUS: dict[type[RagError], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     InvalidInput: 422,
+    ExtractionFailed: 422,
     RateLimited: 429,
     ServiceUnavailable: 503,
 }
