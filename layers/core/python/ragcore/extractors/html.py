@@ -110,9 +110,13 @@ class _Collector:
 
 def parse(data: bytes, params: dict[str, str], limits: ExtractionLimits) -> ExtractedDocument:
     """Visible text of an HTML page, sectioned by its headings."""
-    parser = lxml.html.HTMLParser(
-        encoding=params.get("charset"), remove_comments=True, remove_pis=True, no_network=True
-    )
+    charset = params.get("charset")
+    try:
+        parser = lxml.html.HTMLParser(
+            encoding=charset, remove_comments=True, remove_pis=True, no_network=True
+        )
+    except LookupError:
+        raise ExtractionFailed(f"unknown character set {charset}") from None
     try:
         root = lxml.html.document_fromstring(data, parser=parser)
     except (lxml.etree.ParserError, ValueError, LookupError) as exc:
