@@ -77,7 +77,8 @@ def _stream_operation(sync_operation: dict) -> dict:
         "tags": ["stream"],
         "summary": "Answer a question, streamed as Server-Sent Events",
         "description": (
-            'Events, in order: `sources` (data {"sources": [...]}; with a `conversation_id` also '
+            'Events, in order: `sources` (data {"sources": [...]}, each an `AnswerSource`; '
+            'with a `conversation_id` also '
             '"conversation": {"id", "retrieval": {"query", "method"}}), '
             'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}}); '
             "a failure after the stream started ends it with `error` "

@@ -19,6 +19,7 @@ from .cors import add_cors_headers
 from .errors import (
     BadRequest,
     Conflict,
+    ExtractionFailed,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -38,6 +39,7 @@ HTTP_STATUS: dict[type[RagError], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     InvalidInput: 422,
+    ExtractionFailed: 422,
     RateLimited: 429,
     ServiceUnavailable: 503,
 }
@@ -239,6 +241,40 @@ class CreateConversationRequest(StrictModel):
         max_length=200,
         pattern=NOT_BLANK_PATTERN,
         description="Optional; an untitled conversation is named after its first question",
+    )
+
+
+class AnswerSource(BaseModel):
+    """A retrieved passage as answers return it (``sources``; the stream's ``sources`` event too)."""
+
+    document_id: str
+    document_name: str
+    chunk_index: int
+    content: str
+    score: float
+    retrievers: list[str] = Field(description="The retrievers that found the passage: dense, lexical")
+    page: int | None = Field(
+        description="The page the passage is on (its first page), for files with pages (PDF); else null"
+    )
+    pages: list[int] | None = Field(
+        min_length=2, max_length=2, description="[first, last] page of the passage; null without pages"
+    )
+    headings: list[str] = Field(
+        description="The heading path above the passage, outermost first (Markdown, HTML, DOCX); may be empty"
+    )
+
+
+class QueryAnswer(BaseModel):
+    """A synchronous answer: the text, citing sources as [n], the sources and the usage."""
+
+    answer: str
+    sources: list[AnswerSource]
+    usage: dict[str, Any]
+    conversation: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            'With a conversation_id: {"id", "retrieval": {"query", "method"}}, what retrieval searched with'
+        ),
     )
 
 

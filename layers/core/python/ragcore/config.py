@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     embed_max_retries: int = 5
     # Attempts before a document is marked failed; the queue's maxReceiveCount must be larger (5).
     ingest_max_attempts: int = Field(default=3, ge=1)
+    # Files (ragcore.extractors): limits checked before the expensive work. Bytes before parsing, pages
+    # before extracting text, the unpacked size of a zip container (DOCX) before opening it; characters
+    # as text comes out. A parse runs in a child process killed after the time budget, with its address
+    # space capped, so a parser that spins or a decompression bomb cannot stall or sink the worker.
+    extract_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    extract_max_pages: int = Field(default=2000, ge=1)
+    extract_max_characters: int = Field(default=10_000_000, ge=1)
+    extract_max_unpacked_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    extract_time_budget_seconds: float = Field(default=60.0, gt=0)
+    extract_max_memory_mb: int = Field(default=1024, ge=64)
+    # Chunks one document may make (checked after chunking, before any embedding is paid for).
+    max_chunks_per_document: int = Field(default=5000, ge=1)
     # The reaper (a scheduled function; at start-up and periodically in the local stack): a document
     # `pending` for longer than the first bound is re-sent (at most reaper_max_requeues times, then failed);
     # one `processing` for longer than the second is re-sent, or failed once its attempts are used up. The
