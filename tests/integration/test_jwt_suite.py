@@ -170,7 +170,7 @@ def test_unknown_email_and_wrong_password_differ_in_nothing_not_even_time(platfo
         assert a.status == b.status == 401
         assert a.body == b.body
         assert a.headers.get("Content-Type") == b.headers.get("Content-Type")
-    # Both run one bcrypt verification: the medians agree within a factor of two (a missing hash would be
-    # a hundred times faster).
+    # Both run one bcrypt verification: the medians agree within a factor of three, loose enough for a
+    # shared machine (skipping the hash for an unknown e-mail would make it a hundred times faster).
     ratio = statistics.median(unknown) / statistics.median(wrong)
-    assert 0.5 < ratio < 2, (wrong, unknown)
+    assert 1 / 3 < ratio < 3, (wrong, unknown)
