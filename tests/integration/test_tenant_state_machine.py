@@ -23,7 +23,7 @@ from tests.integration.test_stream import _load_stream_app
 SHARED = "The quarterly report is due on the first Monday of the month."
 TENANTS = ("a", "b")
 # Bounded for make test: a run of this size takes well under a minute on two cores.
-EXAMPLES = 12
+EXAMPLES = 8
 STEPS = 15
 
 
@@ -77,12 +77,19 @@ class TwoTenants(RuleBasedStateMachine):
     def other(self, name: str) -> Tenant:
         return self.tenants["b" if name == "a" else "a"]
 
-    def check(self, name: str, payload) -> None:
-        """The invariant, on one response to tenant ``name``."""
+    def check(self, name: str, payload, asked: str = "") -> None:
+        """The invariant, on one response to tenant ``name``. ``asked`` is what the caller itself sent:
+        an answer may quote the question (an abstention saying what it could not find), so words of the
+        other tenant that the caller typed do not count in the answer; anywhere else they do."""
         text = payload if isinstance(payload, str) else json.dumps(payload)
-        leaked = [secret for secret in self.other(name).secrets if secret in text]
+        leaked = [secret for secret in self.other(name).secrets if secret in text and secret not in asked]
         assert not leaked, f"tenant {name} was shown {leaked} of the other tenant: {text[:500]}"
         self.responses += 1
+
+    def check_answer(self, name: str, sources: list, answer: str, asked: str) -> None:
+        """Sources hold nothing of the other tenant at all; the answer nothing the caller did not type."""
+        self.check(name, sources)
+        self.check(name, answer, asked)
 
     def call(self, name: str, method: str, path: str, body=None, token: str | None = None, query: str = ""):
         tenant = self.tenants[name]
@@ -186,14 +193,24 @@ class TwoTenants(RuleBasedStateMachine):
             response = self.stream_client.post(
                 "/api/v1/query", json=body, headers={"Authorization": f"Bearer {token}"}
             )
-            assert response.status_code < 500, response.text
-            text = response.text
-            self.check(name, text)
+            assert response.status_code == 200, response.text
+            events = [
+                (frame.split("\n")[0].removeprefix("event: "), json.loads(frame.split("\ndata: ", 1)[1]))
+                for frame in response.text.split("\n\n")
+                if frame.startswith("event: ")
+            ]
+            sources = [data for kind, data in events if kind == "sources"]
+            answer = "".join(data["text"] for kind, data in events if kind == "token")
+            rest = [data for kind, data in events if kind not in ("sources", "token")]
+            self.check_answer(name, sources, answer, json.dumps(body))
+            self.check(name, rest)
         else:
             result = self.platform.request(
                 "POST", "/api/v1/query/sync", body, token=token, source_ip=_address()
             )
             assert result.status == 200, result.body
+            answer = result.body.pop("answer")
+            self.check_answer(name, result.body.pop("sources"), answer, json.dumps(body))
             self.check(name, result.body)
 
     def teardown(self):
@@ -244,3 +261,6 @@ def test_the_invariant_notices_a_leak(platform, leak):
         payload["sources"][0]["content"] = "nothing secret"
     with pytest.raises(AssertionError, match="of the other tenant"):
         machine.check(a.name, payload)
+    # In sources, a word of the other tenant counts even when the caller typed it in the question.
+    with pytest.raises(AssertionError, match="of the other tenant"):
+        machine.check_answer(a.name, payload["sources"], "nothing", asked=json.dumps(payload))
