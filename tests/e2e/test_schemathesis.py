@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import schemathesis
@@ -57,6 +58,16 @@ def _inexpressible(case) -> str | None:
     password = body.get("password")
     if isinstance(password, str) and len(password.encode()) > 72:
         return "password over 72 bytes of UTF-8"  # maxLength counts characters, bcrypt bytes
+    expires_at = body.get("expires_at")
+    if isinstance(expires_at, str):
+        try:
+            expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            expiry = None
+        if expiry is not None and (
+            expiry.tzinfo is None or expiry <= datetime.now(UTC) + timedelta(minutes=1)
+        ):
+            return "API key expiry not in the future, or without a time zone"  # relative to the clock
     if case.query and case.query.get("cursor") is not None:
         return "cursor that is not one the API issued"  # opaque: its format is the API's to change
     return None
