@@ -151,7 +151,7 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
     const open = conversation.id === conversationId;
     const link = h(
       "a",
-      { href: `#/ask/${encodeURIComponent(conversation.id)}`, class: "conversation-link", "aria-current": open ? "page" : null },
+      { href: `#/ask/${encodeURIComponent(conversation.id)}`, class: "conversation-link", title, "aria-current": open ? "page" : null },
       h("span", { class: "conversation-title" }, title),
       h("span", { class: "conversation-meta" }, `${conversation.turn_count} question${conversation.turn_count === 1 ? "" : "s"} · ${formatTime(conversation.updated_at)}`),
     );
