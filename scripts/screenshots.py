@@ -122,9 +122,12 @@ def main(argv: list[str]) -> int:
 
 
 def shot(page, path: Path) -> None:
-    # From the top: sticky panels (the conversation list, the question form) sit where a reader sees them.
-    page.evaluate("window.scrollTo(0, 0)")
+    # A window as tall as the page: the question form, sticky at the bottom of the window, is then in
+    # its place below the conversation rather than over it (as a full-page capture would put it).
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], height)})
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(VIEWPORT)
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
