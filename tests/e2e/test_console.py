@@ -396,7 +396,12 @@ def test_an_api_key_is_shown_once_works_over_http_and_is_revoked(page, console_u
     expect(page.locator(".secret-panel")).to_contain_text("only time the secret is shown")
     secret = page.get_by_role("textbox", name="Secret").input_value()
     assert re.fullmatch(r"rag_[0-9A-Za-z]{43}", secret)
-    page.get_by_role("button", name="Copy").click()
+    # From the keyboard: the secret's field, then Copy.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("textbox", name="Secret")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Copy")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.locator(".secret-panel [role=status]")).to_have_text("Copied to the clipboard.")
     assert page.evaluate("navigator.clipboard.readText()") == secret
     row = page.locator("tr", has=page.get_by_role("rowheader", name="reporting bot"))
