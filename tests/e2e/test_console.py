@@ -236,6 +236,7 @@ def test_admin_adds_a_member_and_errors_show_the_api_message(page, console_url):
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Documents", level=1)).to_be_visible()
     expect(page.get_by_role("link", name="Members")).to_have_count(0)
+    expect(page.get_by_role("link", name="API keys")).to_have_count(0)  # keys are for administrators
     expect(page.get_by_role("rowheader", name="notice.txt")).to_be_visible()  # members read documents
     expect(page.get_by_role("button", name=re.compile("^(Delete|Re-ingest)"))).to_have_count(0)
 
