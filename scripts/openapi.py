@@ -69,7 +69,8 @@ def _stream_operation(sync_operation: dict) -> dict:
         "summary": "Answer a question, streamed as Server-Sent Events",
         "description": (
             'Events, in order: `sources` (data {"sources": [...]}), '
-            'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}}); '
+            'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}, '
+            '"abstained": bool}: true when the answer is the no-answer sentence, see QueryResponse); '
             "a failure after the stream started ends it with `error` "
             '(data {"code", "message"}). Each data line is JSON.'
         ),

@@ -206,6 +206,41 @@ class QueryRequest(StrictModel):
         return value
 
 
+class SourceOut(BaseModel):
+    """One retrieved chunk as the answer lists it (later fields, such as a location, may be added)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    document_id: uuid.UUID
+    document_name: str
+    chunk_index: int = Field(ge=0)
+    content: str
+    score: float = Field(description="The retriever's score (fused in hybrid mode); orders the sources")
+    retrievers: list[Literal["dense", "lexical"]] = Field(description="The retrievers that found the chunk")
+
+
+class QueryResponse(BaseModel):
+    """The synchronous answer; the stream sends the same parts as events."""
+
+    model_config = ConfigDict(extra="allow")
+
+    answer: str = Field(description="The answer, citing sources as [n] (1-based positions in sources)")
+    abstained: bool = Field(
+        description=(
+            'True when the answer is the no-answer sentence ("I could not find ..."): no retrieved '
+            "chunk cleared the relevance floor (no generator ran), or the generator found nothing to "
+            "answer with. The sources are listed all the same."
+        )
+    )
+    sources: list[SourceOut]
+    usage: dict[str, Any] = Field(description="Provider, token counts and retrieved_chunks")
+
+
+QUERY_RESPONSES: dict[int, Any] = {
+    200: {"description": "Success", "content": {"application/json": {"model": QueryResponse}}}
+}
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """A response carrying the documented error body."""
     return Response(

@@ -2,6 +2,13 @@
 
 One code path serves both the synchronous endpoint and the stream: ``answer_events`` yields the events
 in the order the stream sends them, and ``answer`` collects them.
+
+Abstention: when no retrieved chunk is relevant enough (the best cosine similarity between the question
+and a retrieved chunk is under the relevance floor, ``Settings.relevance_floor``), the answer is the
+no-answer sentence and no generator runs, whichever is configured: a model asked anyway could only guess
+(or quote the nearest unrelated text, as the extractive generator did), and it would cost tokens for
+nothing. The sources are still listed, and the answer says ``abstained: true``; it says so too when the
+generator itself found nothing to answer with.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from typing import Any, Literal
 from .auth import Principal
 from .config import get_settings
 from .embeddings import Embedder, get_embedder
-from .generation import TextDelta, UsageReport, get_generator
-from .retrieval import Source, dense_search, hybrid_search, lexical_search
+from .generation import NO_ANSWER, TextDelta, UsageReport, get_generator, word_groups
+from .observability import logger
+from .retrieval import Source, dense_search, hybrid_search, lexical_search, with_similarity
 
 Mode = Literal["hybrid", "dense", "lexical"]
 
@@ -37,11 +45,16 @@ def retrieve(
     filters: dict[str, Any] | None = None,
     document_ids: Sequence[uuid.UUID] | None = None,
     embedder: Embedder | None = None,
+    query_vector: Any = None,
 ) -> list[Source]:
-    """The tenant's ``top_k`` chunks for ``question`` by the chosen retriever(s), filters applied inside."""
+    """The tenant's ``top_k`` chunks for ``question`` by the chosen retriever(s), filters applied inside.
+
+    ``query_vector``: the question's embedding when the caller has it already.
+    """
     if mode == "lexical":
         return lexical_search(org_id, question, top_k, filters, document_ids)
-    query_vector = (embedder or get_embedder(get_settings())).embed([question])[0]
+    if query_vector is None:
+        query_vector = (embedder or get_embedder(get_settings())).embed([question])[0]
     if mode == "dense":
         found = dense_search(org_id, query_vector, top_k, filters, document_ids)
         return [replace(s, retrievers=("dense",)) for s in found]
@@ -56,22 +69,52 @@ def answer_events(
     mode: Mode = "hybrid",
     document_ids: Sequence[uuid.UUID] | None = None,
 ) -> Iterator[QueryEvent]:
-    """Sources first, then answer tokens as the generator produces them, then usage."""
+    """Sources first, then answer tokens as the generator produces them, then usage and whether the
+    answer abstained (see the module docstring)."""
     settings = get_settings()
     embedder = get_embedder(settings)
-    sources = retrieve(principal.org_id, question, top_k, mode, filters, document_ids, embedder)
+    floor = settings.relevance_floor()
+    # Lexical mode needs no embedding to search, but the floor is a cosine: embedded only when it is on.
+    query_vector = embedder.embed([question])[0] if mode != "lexical" or floor > 0 else None
+    sources = retrieve(principal.org_id, question, top_k, mode, filters, document_ids, embedder, query_vector)
     yield QueryEvent("sources", {"sources": [s.to_dict() for s in sources]})
+    best = relevance(principal.org_id, query_vector, sources) if floor > 0 and sources else None
+    if not sources or (best is not None and best < floor):
+        logger.info(
+            "answer abstained",
+            extra={"relevance": best, "floor": floor, "retrieved_chunks": len(sources)},
+        )
+        yield from (QueryEvent("token", {"text": piece}) for piece in word_groups(NO_ANSWER))
+        usage = {"provider": settings.generation_provider, "input_tokens": 0, "output_tokens": 0}
+        yield QueryEvent("done", {"usage": {**usage, "retrieved_chunks": len(sources)}, "abstained": True})
+        return
     usage: dict[str, Any] = {}
+    text: list[str] = []
     # closing(): when the consumer stops early (the client went away), the provider's stream is closed
     # at once, not whenever the garbage collector gets to it.
     generator = get_generator(embedder, settings.generation_provider, settings)
     with closing(generator.stream(question, sources)) as events:
         for event in events:
             if isinstance(event, TextDelta):
+                text.append(event.text)
                 yield QueryEvent("token", {"text": event.text})
             elif isinstance(event, UsageReport):
                 usage = event.usage
-    yield QueryEvent("done", {"usage": {**usage, "retrieved_chunks": len(sources)}})
+    yield QueryEvent(
+        "done",
+        {
+            "usage": {**usage, "retrieved_chunks": len(sources)},
+            # The generator found nothing to answer with in sources that cleared the floor.
+            "abstained": "".join(text).strip() == NO_ANSWER,
+        },
+    )
+
+
+def relevance(org_id: uuid.UUID, query_vector: Any, sources: Sequence[Source]) -> float:
+    """How relevant the best of ``sources`` is: the highest cosine similarity between the question's
+    embedding and a source's (0 when none is known). Compared with the relevance floor."""
+    scored = with_similarity(org_id, query_vector, sources)
+    return max((s.similarity for s in scored if s.similarity is not None), default=0.0)
 
 
 def answer(
@@ -82,9 +125,9 @@ def answer(
     mode: Mode = "hybrid",
     document_ids: Sequence[uuid.UUID] | None = None,
 ) -> dict[str, Any]:
-    """The whole answer at once: {answer, sources, usage}."""
+    """The whole answer at once: {answer, abstained, sources, usage}."""
     text: list[str] = []
-    result: dict[str, Any] = {"sources": [], "usage": {}}
+    result: dict[str, Any] = {"abstained": False, "sources": [], "usage": {}}
     for event in answer_events(principal, question, top_k, filters, mode, document_ids):
         if event.kind == "token":
             text.append(event.data["text"])
@@ -92,4 +135,5 @@ def answer(
             result["sources"] = event.data["sources"]
         elif event.kind == "done":
             result["usage"] = event.data["usage"]
+            result["abstained"] = event.data["abstained"]
     return {"answer": "".join(text), **result}
