@@ -89,7 +89,7 @@ def test_the_stream_abstains_the_same_way(platform, stream_url, handbook):  # no
 
 def test_a_model_provider_is_not_called_below_the_floor(platform, stream_url, handbook, openai_provider):  # noqa: F811
     pieces = ("Employees accrue ", "twenty-five days [1].")
-    server = openai_provider(("stream", answer_chunks(*pieces), "done"), ("stream", answer_chunks(*pieces), "done"))
+    server = openai_provider(*[("stream", answer_chunks(*pieces), "done")] * 2)
     body = ask(platform, handbook, UNRELATED)
     _, events = stream(stream_url, handbook, {"question": UNRELATED})
     assert body["abstained"] is True and body["answer"] == NO_ANSWER
