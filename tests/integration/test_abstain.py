@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 from ragcore.api import QueryResponse
-from ragcore.config import LOCAL_ABSTAIN_MIN_SCORE, get_settings
+from ragcore.config import LOCAL_ABSTAIN_MIN_SCORE, get_settings, reset_settings
+from ragcore.generation import reset_generation_clients
 from ragcore.prompting import NO_ANSWER
 
 from tests.integration.test_documents import upload
 from tests.integration.test_stream import openai_provider, stream, stream_url  # noqa: F401 (fixtures)
+from tests.unit.test_generation_bedrock import FakeBedrock
+from tests.unit.test_generation_bedrock import answer as bedrock_answer
 from tests.unit.test_generation_openai import answer_chunks
 
 HANDBOOK = (Path(__file__).parent / "data" / "abstain" / "hr_handbook.md").read_text(encoding="utf-8")
@@ -108,3 +111,41 @@ def test_a_model_that_finds_nothing_is_reported_as_abstaining(platform, handbook
     openai_provider(("stream", answer_chunks(NO_ANSWER), "done"))
     body = ask(platform, handbook, REAL)
     assert body["answer"] == NO_ANSWER and body["abstained"] is True
+
+
+@pytest.fixture
+def bedrock_provider(monkeypatch):
+    servers: list[FakeBedrock] = []
+
+    def configure(*script: tuple) -> FakeBedrock:
+        server = FakeBedrock(list(script))
+        servers.append(server)
+        for key, value in {
+            "GENERATION_PROVIDER": "bedrock",
+            "GENERATION_MODEL": "anthropic.claude-test-v1:0",
+            "AWS_ENDPOINT_URL": server.url,
+            "GENERATION_RETRY_BASE_SECONDS": "0",
+        }.items():
+            monkeypatch.setenv(key, value)
+        reset_settings()
+        reset_generation_clients()
+        return server
+
+    yield configure
+    monkeypatch.undo()
+    reset_settings()
+    reset_generation_clients()
+    for server in servers:
+        server.close()
+
+
+def test_bedrock_is_not_called_below_the_floor(platform, handbook, bedrock_provider):
+    server = bedrock_provider(("stream", bedrock_answer("Employees accrue ", "twenty-five days [1].")))
+    body = ask(platform, handbook, UNRELATED)
+    assert body["abstained"] is True and body["answer"] == NO_ANSWER
+    assert body["usage"]["provider"] == "bedrock"
+    assert server.requests == []
+    answered = ask(platform, handbook, REAL)
+    assert answered["abstained"] is False
+    assert answered["answer"] == "Employees accrue twenty-five days [1]."
+    assert len(server.requests) == 1
