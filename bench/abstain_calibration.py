@@ -143,11 +143,15 @@ SIGNALS = {
     "dense top-1 cosine over the tenant": "dense_top1",
     "fused hybrid score of the best source (z-score)": "fused",
     "BM25 score of the lexical top-1": "bm25",
+    "share of the question's terms in the sources": "overlap",
+    "best sentence's cosine": "sentence",
+    "best sentence's extractive score (0.75 cosine + 0.25 terms)": "sentence_scored",
 }
 
 
 def signals(org_id: uuid.UUID, question: str, embedder) -> dict[str, float]:
     """Every candidate signal for one question against one tenant (hybrid, top_k 5, as the API does)."""
+    from ragcore.generation import content_terms, split_sentences
     from ragcore.query import relevance, retrieve
     from ragcore.retrieval import dense_search, lexical_search
 
@@ -155,11 +159,25 @@ def signals(org_id: uuid.UUID, question: str, embedder) -> dict[str, float]:
     sources = retrieve(org_id, question, TOP_K, "hybrid", embedder=embedder, query_vector=vector)
     dense = dense_search(org_id, vector, 1)
     lexical = lexical_search(org_id, question, 1)
+    terms = content_terms(question)
+    found = set().union(*(content_terms(s.content) for s in sources)) if sources else set()
+    sentences = list(
+        dict.fromkeys(t for s in sources for t in split_sentences(s.content) if len(t.split()) >= 3)
+    )
+    best_sentence, best_scored = 0.0, 0.0
+    if sentences:
+        cosines = embedder.embed(sentences) @ vector
+        shares = np.array([len(terms & content_terms(t)) / len(terms) if terms else 0.0 for t in sentences])
+        best_sentence = float(cosines.max())
+        best_scored = float((0.75 * cosines + 0.25 * shares).max())
     return {
         "similarity": relevance(org_id, vector, sources) if sources else 0.0,
         "dense_top1": dense[0].score if dense else 0.0,
         "fused": sources[0].score if sources else 0.0,
         "bm25": lexical[0].score if lexical else 0.0,
+        "overlap": len(terms & found) / len(terms) if terms else 0.0,
+        "sentence": best_sentence,
+        "sentence_scored": best_scored,
     }
 
 
@@ -188,7 +206,9 @@ def balanced(results: dict[str, tuple[bool, list[dict]]], floor: float) -> float
     return float(np.mean(good) + np.mean(bad) - 1.0)
 
 
-def evaluate(sessions: dict[str, dict], train_queries: list[str], floor: float | None) -> None:
+def evaluate(
+    sessions: dict[str, dict], train_queries: list[str], floor: float | None, dump: Path | None = None
+) -> None:
     from ragcore.config import get_settings
     from ragcore.embeddings import get_embedder
 
@@ -210,6 +230,8 @@ def evaluate(sessions: dict[str, dict], train_queries: list[str], floor: float |
     for name, (answerable, org_id, questions) in plan.items():
         results[name] = (answerable, [signals(org_id, q, embedder) for q in questions])
         print(f"  {name}: {len(questions)} questions ({time.monotonic() - started:.0f} s)", flush=True)
+    if dump is not None:
+        dump.write_text(json.dumps({n: {"answerable": a, "rows": r} for n, (a, r) in results.items()}))
 
     print("\nSeparation of answerable from unanswerable questions (ROC AUC, all sets pooled):")
     for label, key in SIGNALS.items():
@@ -252,6 +274,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / ".bench", help="embedding cache directory")
     parser.add_argument("--floor", type=float, help="the floor to report (default: ABSTAIN_MIN_SCORE)")
     parser.add_argument("--load-only", action="store_true", help="load the tenants and stop")
+    parser.add_argument("--dump", type=Path, help="write every question's signals to this JSON file")
     args = parser.parse_args()
     corpus, train_queries, _ = load_split(args.dataset, "train")
     handbook = (DATA / "hr_handbook.md").read_text(encoding="utf-8")
@@ -260,7 +283,7 @@ def main() -> None:
         sessions = prepared(api, data_dir, corpus, handbook, args.cache)
         if args.load_only:
             return
-        evaluate(sessions, list(train_queries.values()), args.floor)
+        evaluate(sessions, list(train_queries.values()), args.floor, args.dump)
 
 
 if __name__ == "__main__":
