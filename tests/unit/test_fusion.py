@@ -75,12 +75,3 @@ def test_zscore_fusion_is_the_default_and_weighs_standardised_scores():
 def test_zscore_fusion_copes_with_single_and_empty_lists():
     fused = fuse([_s("a", 0.5)], [], 3)
     assert [(s.document_id, s.score, s.retrievers) for s in fused] == [("a", 0.5, ("dense",))]
-
-
-def test_fused_sources_keep_the_dense_cosine_for_the_relevance_floor():
-    from dataclasses import replace
-
-    dense = [replace(s, similarity=s.score) for s in DENSE]
-    fused = {s.document_id: s for s in fuse(dense, LEXICAL, 4)}
-    assert {d: s.similarity for d, s in fused.items()} == {"a": 0.80, "b": 0.60, "c": 0.40, "d": None}
-    assert fused["c"].score != 0.40  # the fused score, while the cosine stays the dense one

@@ -3,7 +3,6 @@
 import pytest
 from pydantic import ValidationError
 from ragcore.config import LOCAL_ABSTAIN_MIN_SCORE, Settings
-from ragcore.retrieval import Source
 
 
 def test_the_local_model_gets_its_calibrated_floor_by_default():
@@ -27,9 +26,3 @@ def test_an_explicit_floor_wins_and_zero_disables():
 def test_a_floor_outside_the_cosine_range_is_refused(value):
     with pytest.raises(ValidationError):
         Settings(abstain_min_score=value)
-
-
-def test_the_similarity_stays_internal():
-    source = Source("d", "n.txt", 0, "text", 0.7, ("dense",), similarity=0.42)
-    assert "similarity" not in source.to_dict()
-    assert source == Source("d", "n.txt", 0, "text", 0.7, ("dense",))

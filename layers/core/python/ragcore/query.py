@@ -3,8 +3,8 @@
 One code path serves both the synchronous endpoint and the stream: ``answer_events`` yields the events
 in the order the stream sends them, and ``answer`` collects them.
 
-Abstention: when no retrieved chunk is relevant enough (the best cosine similarity between the question
-and a retrieved chunk is under the relevance floor, ``Settings.relevance_floor``), the answer is the
+Abstention: when nothing retrieved is relevant enough (no sentence of the best retrieved chunks has a
+cosine similarity to the question at the relevance floor, ``Settings.relevance_floor``), the answer is the
 no-answer sentence and no generator runs, whichever is configured: a model asked anyway could only guess
 (or quote the nearest unrelated text, as the extractive generator did), and it would cost tokens for
 nothing. The sources are still listed, and the answer says ``abstained: true``; it says so too when the
@@ -22,9 +22,14 @@ from typing import Any, Literal
 from .auth import Principal
 from .config import get_settings
 from .embeddings import Embedder, get_embedder
-from .generation import NO_ANSWER, TextDelta, UsageReport, get_generator, word_groups
+from .generation import NO_ANSWER, TextDelta, UsageReport, get_generator, split_sentences, word_groups
 from .observability import logger
-from .retrieval import Source, dense_search, hybrid_search, lexical_search, with_similarity
+from .retrieval import Source, dense_search, hybrid_search, lexical_search
+
+# The relevance signal reads the sentences of the best few sources, as it was calibrated (top_k 5), and
+# at most so many of them, so its cost stays flat whatever top_k.
+RELEVANCE_SOURCES = 5
+RELEVANCE_MAX_SENTENCES = 64
 
 Mode = Literal["hybrid", "dense", "lexical"]
 
@@ -78,7 +83,7 @@ def answer_events(
     query_vector = embedder.embed([question])[0] if mode != "lexical" or floor > 0 else None
     sources = retrieve(principal.org_id, question, top_k, mode, filters, document_ids, embedder, query_vector)
     yield QueryEvent("sources", {"sources": [s.to_dict() for s in sources]})
-    best = relevance(principal.org_id, query_vector, sources) if floor > 0 and sources else None
+    best = relevance(query_vector, sources, embedder) if floor > 0 and sources else None
     if not sources or (best is not None and best < floor):
         logger.info(
             "answer abstained",
@@ -110,11 +115,25 @@ def answer_events(
     )
 
 
-def relevance(org_id: uuid.UUID, query_vector: Any, sources: Sequence[Source]) -> float:
-    """How relevant the best of ``sources`` is: the highest cosine similarity between the question's
-    embedding and a source's (0 when none is known). Compared with the relevance floor."""
-    scored = with_similarity(org_id, query_vector, sources)
-    return max((s.similarity for s in scored if s.similarity is not None), default=0.0)
+def relevance(query_vector: Any, sources: Sequence[Source], embedder: Embedder) -> float:
+    """How relevant the retrieved text is: the highest cosine similarity between the question's embedding
+    and a sentence of the best ``RELEVANCE_SOURCES`` sources (0 without any). Compared with the floor.
+
+    Sentences rather than whole chunks: a chunk covers several topics and its embedding is an average of
+    them, so a question answered by one of its sentences can sit far from the chunk as a whole, while an
+    unrelated question sits far from every sentence (docs/benchmarks.md: on the calibration data the
+    best sentence separates answerable from unanswerable questions better than the best chunk).
+    """
+    sentences = [
+        sentence
+        for source in sources[:RELEVANCE_SOURCES]
+        for sentence in (split_sentences(source.content) or [source.content])
+    ]
+    sentences = list(dict.fromkeys(s for s in sentences if len(s.split()) >= 3) or sentences)
+    sentences = sentences[:RELEVANCE_MAX_SENTENCES]
+    if not sentences:
+        return 0.0
+    return float((embedder.embed(sentences) @ query_vector).max())
 
 
 def answer(

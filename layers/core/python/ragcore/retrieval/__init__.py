@@ -4,9 +4,9 @@ One module per retriever (``dense``, ``lexical``), ``hybrid`` fuses them, and ``
 they all return and the filters they all apply.
 """
 
-from .dense import dense_search, with_similarity
+from .dense import dense_search
 from .hybrid import fuse, hybrid_search
 from .lexical import lexical_search
 from .types import Source
 
-__all__ = ["Source", "dense_search", "fuse", "hybrid_search", "lexical_search", "with_similarity"]
+__all__ = ["Source", "dense_search", "fuse", "hybrid_search", "lexical_search"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -121,38 +120,6 @@ def dense_search(
             chunk_index=r["chunk_index"],
             content=r["content"],
             score=round(1.0 - float(r["distance"]), 6),
-            similarity=round(1.0 - float(r["distance"]), 6),
         )
         for r in rows
-    ]
-
-
-def with_similarity(org_id: uuid.UUID, query_vector: np.ndarray, sources: Sequence[Source]) -> list[Source]:
-    """``sources`` with each one's ``similarity`` (cosine to ``query_vector``) known.
-
-    Sources the dense retriever found carry it already; the others (found by BM25 alone) are looked up
-    in one statement by their keys, in the tenant's transaction.
-    """
-    missing = [s for s in sources if s.similarity is None]
-    if not missing:
-        return list(sources)
-    org_id = uuid.UUID(str(org_id))
-    with tenant_transaction(org_id) as conn:
-        rows = conn.execute(
-            """SELECT c.document_id, c.chunk_index, 1 - (c.embedding <=> %(q)s) AS similarity
-               FROM document_chunks c
-               JOIN unnest(%(documents)s::uuid[], %(chunks)s::int[]) AS k(document_id, chunk_index)
-                 ON c.document_id = k.document_id AND c.chunk_index = k.chunk_index
-               WHERE c.org_id = %(org)s""",
-            {
-                "org": org_id,
-                "q": HalfVector(np.asarray(query_vector, dtype=np.float32)),
-                "documents": [uuid.UUID(s.document_id) for s in missing],
-                "chunks": [s.chunk_index for s in missing],
-            },
-        ).fetchall()
-    found = {(str(r["document_id"]), r["chunk_index"]): round(float(r["similarity"]), 6) for r in rows}
-    return [
-        s if s.similarity is not None else replace(s, similarity=found.get((s.document_id, s.chunk_index)))
-        for s in sources
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -16,11 +16,6 @@ class Source:
 
     ``score`` is the retriever's own score (cosine similarity for dense, BM25 for lexical) or, in
     hybrid mode, the fused score in [0, 1]. ``retrievers`` names the retrievers that found the chunk.
-
-    ``similarity`` is the cosine similarity of the chunk's embedding to the question's, when known (the
-    dense retriever's own score, or filled in by :func:`ragcore.retrieval.dense.with_similarity`). Unlike
-    a fused or BM25 score it means the same from one question to the next, so the relevance floor is set
-    on it (see ``ragcore.query``). It is internal: not part of the API's source.
     """
 
     document_id: str
@@ -29,12 +24,10 @@ class Source:
     content: str
     score: float
     retrievers: tuple[str, ...] = ()
-    similarity: float | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["retrievers"] = list(self.retrievers)
-        del data["similarity"]
         return data
 
 
