@@ -82,9 +82,13 @@ def plan_retrieval(
     generator: Generator,
     embedder: Embedder,
     settings: Settings,
-    mode: Mode = "hybrid",
+    embed_query: bool = True,
 ) -> RetrievalPlan:
-    """How to search for ``question`` given the earlier ``turns`` of its conversation (oldest first)."""
+    """How to search for ``question`` given the earlier ``turns`` of its conversation (oldest first).
+
+    ``embed_query``: whether a query vector is wanted (dense search, or the relevance floor); without it
+    an extractive plan is text only.
+    """
     if not turns:
         return RetrievalPlan(question, question)
     condense = getattr(generator, "condense", None)
@@ -103,7 +107,7 @@ def plan_retrieval(
         return RetrievalPlan(condensed.question, condensed.question, "condensed", usage=condensed.usage)
     previous = [t.question for t in turns[-settings.conversation_context_questions :]]
     vector = None
-    if mode != "lexical":
+    if embed_query:
         vectors = embedder.embed([question, *previous])
         vector = blend(vectors[0], vectors[1:])
     return RetrievalPlan(with_history_text(previous, question), question, "with_history", vector)
@@ -157,8 +161,8 @@ def answer_events(
     if conversation_id is not None:
         depth = max(settings.conversation_history_max_turns, settings.conversation_context_questions)
         turns = conversations.load_history(principal, conversation_id, depth).turns
-    plan = plan_retrieval(question, turns, generator, embedder, settings, mode)
     floor = settings.relevance_floor()
+    plan = plan_retrieval(question, turns, generator, embedder, settings, mode != "lexical")
     # Lexical mode needs no embedding to search, but the floor is a cosine: embedded only when it is on.
     # The relevance is that of what retrieval searched with (a follow-up alone may mean little).
     query_vector = plan.vector
@@ -186,7 +190,12 @@ def answer_events(
             )
         return QueryEvent("done", {"usage": usage, "abstained": abstained})
 
-    best = relevance(query_vector, sources, embedder) if floor > 0 and sources else None
+    # A follow-up searched with its conversation's questions (the extractive plan) is judged with them
+    # too: alone, "and at what temperature?" is close to nothing, with its history it is a question.
+    relevance_vector = query_vector
+    if plan.method == "with_history" and floor > 0 and sources:
+        relevance_vector = embedder.embed([plan.text])[0]
+    best = relevance(relevance_vector, sources, embedder) if floor > 0 and sources else None
     if not sources or (best is not None and best < floor):
         logger.info(
             "answer abstained",
