@@ -18,6 +18,7 @@ def test_every_documented_route_is_described():
         ("get", "/api/v1/users"),
         ("delete", "/api/v1/users/{user_id}"),
         ("post", "/api/v1/documents"),
+        ("post", "/api/v1/documents/uploads"),
         ("get", "/api/v1/documents"),
         ("get", "/api/v1/documents/{document_id}"),
         ("delete", "/api/v1/documents/{document_id}"),
