@@ -10,6 +10,7 @@ request reaches moto: what a client sees locally is what it would see from S3.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -120,7 +121,9 @@ class PresignedRequestCheck:
         self.secrets = secrets
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        refusal = verify_presigned(environ, self.secrets())
+        # A CORS preflight carries the URL but is not the signed request: S3 answers it from the CORS rules.
+        preflight = environ.get("REQUEST_METHOD") == "OPTIONS"
+        refusal = None if preflight else verify_presigned(environ, self.secrets())
         if refusal is None:
             return self.app(environ, start_response)
         code, message = refusal
@@ -180,3 +183,49 @@ class LocalAwsServer:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+
+
+def ensure_buckets(
+    client: Any, template: Any, *, name_prefix: str, queue_arns: Mapping[str, str]
+) -> dict[str, str]:
+    """Creates every bucket of the template (logical id -> bucket name) with its versioning and its
+    notifications to the template's queues, as the deployed stack has them.
+
+    Browsers may PUT to it from any origin: locally the console and the API are on other ports than the
+    S3 endpoint, and nothing here is reachable from beyond this machine.
+    """
+    names: dict[str, str] = {}
+    for logical, resource in (template.raw.get("Resources") or {}).items():
+        if resource.get("Type") != "AWS::S3::Bucket":
+            continue
+        props = resource.get("Properties") or {}
+        name = f"{name_prefix}-{logical.lower()}"
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=name)
+        if (props.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        queues = []
+        for item in (props.get("NotificationConfiguration") or {}).get("QueueConfigurations") or []:
+            target = item.get("Queue")
+            queue = target.get("Fn::GetAtt", [None])[0] if isinstance(target, dict) else None
+            if queue not in queue_arns:
+                raise ValueError(f"{logical}: notifications must go to a queue of the template")
+            queues.append({"QueueArn": queue_arns[queue], "Events": [item["Event"]]})
+        client.put_bucket_notification_configuration(
+            Bucket=name, NotificationConfiguration={"QueueConfigurations": queues}
+        )
+        client.put_bucket_cors(
+            Bucket=name,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedMethods": ["PUT"],
+                        "AllowedOrigins": ["*"],
+                        "AllowedHeaders": ["*"],
+                        "MaxAgeSeconds": 600,
+                    }
+                ]
+            },
+        )
+        names[logical] = name
+    return names
