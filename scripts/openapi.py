@@ -69,7 +69,7 @@ def _stream_operation(sync_operation: dict) -> dict:
         "tags": ["stream"],
         "summary": "Answer a question, streamed as Server-Sent Events",
         "description": (
-            'Events, in order: `sources` (data {"sources": [...]}), '
+            'Events, in order: `sources` (data {"sources": [...]}, each an `AnswerSource`), '
             'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}}); '
             "a failure after the stream started ends it with `error` "
             '(data {"code", "message"}). Each data line is JSON.'

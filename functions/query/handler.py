@@ -3,13 +3,16 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore import query
-from ragcore.api import QueryRequest, as_json_request, authenticate, create_resolver
+from ragcore.api import QueryAnswer, QueryRequest, as_json_request, authenticate, create_resolver
 from ragcore.observability import logger
 
 app = create_resolver()
 
 
-@app.post("/api/v1/query/sync")
+@app.post(
+    "/api/v1/query/sync",
+    responses={200: {"description": "The answer", "content": {"application/json": {"model": QueryAnswer}}}},
+)
 def query_sync(body: QueryRequest):
     return query.answer(
         authenticate(app), body.question, body.top_k, body.filters, body.mode, body.document_ids

@@ -222,6 +222,34 @@ class QueryRequest(StrictModel):
         return value
 
 
+class AnswerSource(BaseModel):
+    """A retrieved passage as answers return it (``sources``; the stream's ``sources`` event too)."""
+
+    document_id: str
+    document_name: str
+    chunk_index: int
+    content: str
+    score: float
+    retrievers: list[str] = Field(description="The retrievers that found the passage: dense, lexical")
+    page: int | None = Field(
+        description="The page the passage is on (its first page), for files with pages (PDF); else null"
+    )
+    pages: list[int] | None = Field(
+        min_length=2, max_length=2, description="[first, last] page of the passage; null without pages"
+    )
+    headings: list[str] = Field(
+        description="The heading path above the passage, outermost first (Markdown, HTML, DOCX); may be empty"
+    )
+
+
+class QueryAnswer(BaseModel):
+    """A synchronous answer: the text, citing sources as [n], the sources and the usage."""
+
+    answer: str
+    sources: list[AnswerSource]
+    usage: dict[str, Any]
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """A response carrying the documented error body."""
     return Response(

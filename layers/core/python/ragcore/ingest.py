@@ -20,11 +20,12 @@ from typing import Protocol
 import numpy as np
 from pgvector import HalfVector
 
-from .chunking import Chunk, chunk_text
+from .chunking import Chunk, LocatedText, chunk_sections
 from .config import Settings, get_settings
 from .db import tenant_transaction
 from .embeddings import Embedder, embed_in_batches, get_embedder
 from .errors import ExtractionFailed, PayloadTooLarge, StoredObjectMissing
+from .extractors import Section
 from .storage import ObjectStore, get_object_store
 
 
@@ -131,10 +132,22 @@ class PgDocumentStore:
             with conn.cursor() as cur:
                 cur.executemany(
                     """INSERT INTO document_chunks
-                       (org_id, document_id, chunk_index, content, token_count, embedding, embedding_model)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                       (org_id, document_id, chunk_index, content, token_count, embedding, embedding_model,
+                        page_start, page_end, headings)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                     [
-                        (doc.org_id, doc.document_id, c.index, c.content, c.token_count, HalfVector(v), model)
+                        (
+                            doc.org_id,
+                            doc.document_id,
+                            c.index,
+                            c.content,
+                            c.token_count,
+                            HalfVector(v),
+                            model,
+                            c.page_start,
+                            c.page_end,
+                            list(c.headings) or None,
+                        )
                         for c, v in zip(chunks, vectors, strict=True)
                     ],
                 )
@@ -209,15 +222,25 @@ class PgDocumentStore:
             return original["id"]
 
 
-def chunk_for(embedder: Embedder, content: str, settings: Settings) -> list[Chunk]:
-    """Chunks of ``content`` sized for ``embedder`` under the configured window."""
-    return chunk_text(
-        content,
+def chunk_document(embedder: Embedder, sections: Sequence[LocatedText], settings: Settings) -> list[Chunk]:
+    """Chunks of a document's sections sized for ``embedder`` under the configured window, each with its
+    location; PermanentIngestError past ``max_chunks_per_document`` (before anything is embedded)."""
+    chunks = chunk_sections(
+        sections,
         size_words=settings.chunk_size_words,
         overlap_words=settings.chunk_overlap_words,
         max_tokens=embedder.max_input_tokens,
         count_word_pieces=embedder.count_word_pieces,
     )
+    if len(chunks) > settings.max_chunks_per_document:
+        limit = settings.max_chunks_per_document
+        raise PermanentIngestError(f"the document makes {len(chunks)} chunks, more than {limit} (the limit)")
+    return chunks
+
+
+def chunk_for(embedder: Embedder, content: str, settings: Settings) -> list[Chunk]:
+    """Chunks of a plain text ``content`` (one section, no location)."""
+    return chunk_document(embedder, [Section(content)], settings)
 
 
 def _lock_hash(conn, org_id: uuid.UUID, sha256: str) -> None:
@@ -284,7 +307,8 @@ def _read_file(objects: ObjectStore, doc: ClaimedDocument, settings: Settings) -
 
 def chunk_file(embedder: Embedder, data: bytes, doc: ClaimedDocument, settings: Settings) -> list[Chunk]:
     """Chunks of an uploaded file: its text extracted (ragcore.extractors, under the extraction limits
-    and time budget), then chunked like a text document. ExtractionFailed is permanent."""
+    and time budget) into sections that keep their page and headings, chunked by structure.
+    ExtractionFailed is permanent."""
     from .extractors import ExtractionLimits, extract  # here: only files need the extractors
 
     try:
@@ -293,7 +317,7 @@ def chunk_file(embedder: Embedder, data: bytes, doc: ClaimedDocument, settings: 
         )
     except ExtractionFailed as exc:
         raise PermanentIngestError(exc.reason) from exc
-    return chunk_for(embedder, "\n\n".join(section.text for section in extracted.sections), settings)
+    return chunk_document(embedder, extracted.sections, settings)
 
 
 def ingest_document(
@@ -351,7 +375,7 @@ def ingest_document(
         if unsaved_upload and store.record_file_hash(doc, doc.content_hash) is not None:
             return Outcome.DUPLICATE
         return Outcome.READY if saved else Outcome.SKIPPED
-    except PermanentIngestError as exc:
+    except (PermanentIngestError, ExtractionFailed) as exc:
         store.mark_failed(org_id, document_id, str(exc))
         return Outcome.FAILED
     except Exception as exc:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
-from ..config import Settings, get_settings
 from ..errors import ExtractionFailed
+
+if TYPE_CHECKING:  # the settings (pydantic, psycopg) are not imported by the parsing child
+    from ..config import Settings
 
 __all__ = [
     "SUPPORTED_CONTENT_TYPES",
@@ -94,6 +97,8 @@ class ExtractionLimits:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> ExtractionLimits:
         """The limits configured for this deployment."""
+        from ..config import get_settings
+
         s = settings or get_settings()
         return cls(
             max_bytes=s.extract_max_bytes,
