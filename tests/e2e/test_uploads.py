@@ -3,14 +3,48 @@ stack's S3 endpoint, whose event reaches the ingest queue; answers then cite the
 
 from __future__ import annotations
 
+import io
 import time
 
+import docx
 import pytest
 import requests
+from fpdf import FPDF
 
 from tests.e2e.conftest import INGEST_TIMEOUT, register
 
 pytestmark = pytest.mark.e2e
+
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def two_page_pdf() -> bytes:
+    """Page 1 says nothing about the question; the answer is only on page 2."""
+    pdf = FPDF()
+    for text in (
+        "Boiler manual, page one. Mount the boiler on a wall that can carry its weight, and keep thirty "
+        "centimetres free on each side for servicing.",
+        "Boiler manual, page two. The pressure gauge should read between one and one and a half bar when "
+        "the heating is cold; below that, top up through the filling loop.",
+    ):
+        pdf.add_page()
+        pdf.set_font("helvetica", size=12)
+        pdf.multi_cell(0, 8, text)
+    return bytes(pdf.output())
+
+
+def handbook_docx() -> bytes:
+    document = docx.Document()
+    document.add_heading("Field guide", 0)
+    document.add_paragraph("This guide is for volunteers of the coastal survey.")
+    document.add_heading("Equipment", 1)
+    document.add_heading("Tide tables", 2)
+    document.add_paragraph("Volunteers collect the printed tide tables from the harbour master every Friday.")
+    document.add_heading("Safety", 1)
+    document.add_paragraph("Never walk the sandbanks alone.")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
 
 
 def upload(base_url: str, session: requests.Session, name: str, content_type: str, data: bytes) -> dict:
@@ -67,3 +101,24 @@ def test_a_put_that_does_not_match_the_signed_size_is_refused_locally_too(base_u
     assert refused.status_code == 403 and "SignatureDoesNotMatch" in refused.text
     wrong_type = requests.put(target["url"], data=b"hello", headers={"Content-Type": "text/html"}, timeout=30)
     assert wrong_type.status_code == 403
+
+
+def test_a_two_page_pdf_uploaded_through_the_presigned_url_is_cited_by_page(base_url):
+    session = register(base_url, "Boilers")
+    document = upload(base_url, session, "boiler-manual.pdf", "application/pdf", two_page_pdf())
+    assert document["status"] == "ready", document["error"]
+    answer = ask(base_url, session, "What should the pressure gauge read when the heating is cold?")
+    first = answer["sources"][0]
+    assert (first["document_id"], first["document_name"]) == (document["id"], "boiler-manual.pdf")
+    assert first["page"] == 2, first
+    assert "one and a half bar" in first["content"]
+
+
+def test_a_docx_uploaded_through_the_presigned_url_is_cited_with_its_heading(base_url):
+    session = register(base_url, "Survey")
+    document = upload(base_url, session, "field-guide.docx", DOCX_TYPE, handbook_docx())
+    assert document["status"] == "ready", document["error"]
+    answer = ask(base_url, session, "Where do volunteers collect the tide tables?")
+    first = answer["sources"][0]
+    assert (first["document_id"], first["document_name"]) == (document["id"], "field-guide.docx")
+    assert first["headings"] == ["Field guide", "Equipment", "Tide tables"], first
