@@ -273,6 +273,7 @@ class LocalStack:
                 migration_database_url=self.tcp_database_urls["MIGRATION_DATABASE_URL"],
                 jwt_secret=jwt_secret,
                 queue_url=queue_url,
+                upload_bucket=self.bucket_names.get("UploadBucket", ""),
             ),
         )
         log.info("for sam local: --env-vars %s --parameter-overrides AwsEndpointUrl=%s", path, endpoint)
