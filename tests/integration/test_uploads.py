@@ -16,9 +16,10 @@ from ragcore.storage import get_object_store
 
 from infra.local.s3 import LocalAwsServer
 from infra.local.schedule import scheduled_event
+from tests.integration.conftest import UPLOAD_BUCKET
 from tests.integration.test_documents import get
 
-BUCKET = "test-uploads"
+BUCKET = UPLOAD_BUCKET
 POLICY_TEXT = (
     "Travel policy of Acme Research.\n\n"
     "Employees travelling by train may book first class for journeys longer than four hours. "
@@ -40,14 +41,12 @@ def s3(platform):
     server = LocalAwsServer(secrets={"testing": "testing"})
     endpoint = server.start()
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("UPLOAD_BUCKET", BUCKET)
         env.setenv("AWS_ENDPOINT_URL_S3", endpoint)
         reset_settings()
         get_object_store.cache_clear()
         client = boto3.client(
             "s3", region_name="us-east-1", endpoint_url=endpoint, config=Config(signature_version="s3v4")
         )
-        client.create_bucket(Bucket=BUCKET)
         client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         queue_arn = platform.sqs.get_queue_attributes(
             QueueUrl=platform.queue_url, AttributeNames=["QueueArn"]
@@ -60,6 +59,7 @@ def s3(platform):
         )
         platform.ingest_all()  # S3's test event: ignored, and out of the way
         yield client
+        client.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={})
         get_object_store.cache_clear()
     reset_settings()
     server.stop()
