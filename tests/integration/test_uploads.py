@@ -340,3 +340,21 @@ def test_an_unsupported_file_behind_a_supported_type_fails_with_a_reason(platfor
     platform.ingest_all()
     failed = status_of(platform, org["token"], doc["id"])
     assert failed["status"] == "failed" and failed["error"], failed
+
+
+def test_an_s3_event_delivered_again_after_a_worker_died_finishes_the_document(platform, s3):
+    org = platform.register()
+    created = start_upload(platform, org["token"], "travel.txt", "text/plain", data=POLICY_TEXT.encode())
+    doc = created.body["document"]
+    assert put(created.body["upload"], POLICY_TEXT.encode()).status_code == 200
+    event = platform.sqs.receive_message(QueueUrl=platform.queue_url, MaxNumberOfMessages=1)["Messages"][0]
+    # A worker took the event, recorded the file and died while processing it.
+    platform.owner_execute(
+        "UPDATE documents SET status = 'processing', uploaded_at = now(), attempts = 1 WHERE id = %s",
+        (doc["id"],),
+    )
+    platform.sqs.change_message_visibility(
+        QueueUrl=platform.queue_url, ReceiptHandle=event["ReceiptHandle"], VisibilityTimeout=0
+    )
+    platform.ingest_all()
+    assert status_of(platform, org["token"], doc["id"])["status"] == "ready"

@@ -58,6 +58,7 @@ class UploadState:
     awaiting: bool  # still waiting for the file (no S3 event or check has found it yet)
     expires_at: datetime
     expired: bool
+    status: str = "pending"
 
 
 class PermanentIngestError(Exception):
@@ -172,13 +173,15 @@ class PgDocumentStore:
         with tenant_transaction(org_id) as conn:
             row = conn.execute(
                 """SELECT object_key, upload_expires_at, upload_expires_at <= now() AS expired,
-                          (status = 'pending' AND uploaded_at IS NULL) AS awaiting
+                          (status = 'pending' AND uploaded_at IS NULL) AS awaiting, status
                    FROM documents WHERE org_id = %s AND id = %s AND object_key IS NOT NULL""",
                 (org_id, document_id),
             ).fetchone()
         if row is None:
             return None
-        return UploadState(row["object_key"], row["awaiting"], row["upload_expires_at"], row["expired"])
+        return UploadState(
+            row["object_key"], row["awaiting"], row["upload_expires_at"], row["expired"], row["status"]
+        )
 
     def mark_uploaded(self, org_id: uuid.UUID, document_id: uuid.UUID) -> None:
         """The file is in the bucket: from now on the document is ingested like any other."""
@@ -268,15 +271,16 @@ def _upload_ready(
     """For an uploaded file's document: whether its file is there to ingest (None: go on), or what
     became of the request instead.
 
-    An S3 event counts only for the document still waiting for exactly that key; any other (a document
-    deleted, already ingested, failed, or a text document) is dropped. A document message (re-ingestion,
+    An S3 event counts only for the document of exactly that key while it is ``pending`` or
+    ``processing`` (the event delivered again after a worker died); any other (a document deleted,
+    already ingested, failed, or a text document) is dropped. A document message (re-ingestion,
     the reaper) for a document still waiting has the bucket checked: the file is there (its event was
     lost or is still queued) and is ingested, or it is not: the document keeps waiting while its URL is
     valid and fails once it has expired.
     """
     upload = store.upload_state(org_id, document_id)
     if object_event is not None and (
-        upload is None or upload.object_key != object_event or not upload.awaiting
+        upload is None or upload.object_key != object_event or upload.status not in ("pending", "processing")
     ):
         return Outcome.SKIPPED
     if upload is None or not upload.awaiting:
