@@ -10,8 +10,9 @@ stop should the parent itself be held up.
 The child is a fresh interpreter (``python -I -c ...``), not a fork: the worker has threads (database
 pool, inference runtime) that a fork would copy in whatever state they were, and multiprocessing's other
 start methods import the parent's ``__main__`` again (in Lambda, the runtime's own bootstrap). The child
-gets the parent's ``sys.path``, a JSON header and the file's bytes on stdin, and answers in JSON on
-stdout: never a pickle, so a parser subverted by a hostile file cannot run code in the worker.
+gets the parent's ``sys.path`` (and nothing else), a JSON header and the file's bytes on stdin, and
+answers in JSON on stdout: never a pickle, so a parser subverted by a hostile file cannot run code in
+the worker.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ def run_with_budget(
         "limits": dataclasses.asdict(limits),
     }
     child = subprocess.Popen(
-        [sys.executable, "-I", "-c", _BOOT],
+        # -S: no site processing; the parent's sys.path (site directories, .pth entries, Lambda layers
+        # included) is the child's whole path, so both import exactly the same modules.
+        [sys.executable, "-I", "-S", "-c", _BOOT],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
