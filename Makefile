@@ -24,7 +24,7 @@ SAM_INPUTS := template-local.yaml $(shell find layers/core/python functions infr
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: venv run run-localstack test test-unit test-integration test-e2e lint openapi build synth bench clean \
-	sam-venv sam-python sam-build sam-requirements localstack-venv
+	sam-venv sam-python sam-build sam-requirements localstack-venv console browser screenshots
 
 venv: $(STAMP)
 
@@ -39,13 +39,44 @@ $(STAMP): pyproject.toml constraints.txt scripts/build_pgvector.py
 	$(PY) scripts/build_pgvector.py
 	touch $(STAMP)
 
+# ---- web console (web/: Vite + TypeScript; see README, "Web console") ----------------------------------
+
+# npm ci from the committed lock file, again only when it changes; the build, only when a source changes.
+WEB_STAMP := web/node_modules/.installed
+WEB_SOURCES := web/index.html web/package.json web/tsconfig.json web/vite.config.ts \
+	$(shell find web/src web/public web/test -type f 2>/dev/null)
+
+console: web/dist/index.html
+
+$(WEB_STAMP): web/package-lock.json web/package.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && npm run build
+	touch $@
+
+# The console's browser test and `make screenshots` drive Debian's chromium (browser downloads from CDNs
+# are impossible): installed here when missing and this is root with apt-get, else the test skips saying why.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+		|| echo "warning: apt-get could not install chromium: the console's browser test will skip" >&2; \
+	else echo "warning: no chromium (apt-get install chromium, or CHROMIUM=/path): the console's browser" \
+		"test will skip" >&2; fi
+
+# Regenerates docs/screenshots/*.png from a throwaway local stack, with the same browser as the test.
+screenshots: venv console browser
+	$(PY) scripts/screenshots.py
+
 # PG_PORT=5433 also serves the embedded PostgreSQL on 127.0.0.1:5433 (for `sam local`).
-run: venv
+run: venv console
 	PORT=$(PORT) DATA_DIR=$(DATA_DIR) PG_PORT=$(PG_PORT) $(PY) -m infra.local
 
 # The layer build (skipped when unchanged) lets tests check the real layers' sizes and contents;
 # sam build and LocalStack serve the sam local and LocalStack tests.
-test: venv build sam-build localstack-venv
+test: venv build sam-build localstack-venv browser
 	$(PY) -m pytest -q tests
 
 # ---- sam local (see README, "Run under sam local") ---------------------------------------------------
@@ -99,24 +130,24 @@ $(LOCALSTACK_VENV)/.installed: infra/local/localstack-constraints.txt
 
 # LocalStack (host mode, no Docker) on LOCALSTACK_PORT (4566), then the local stack against it.
 LOCALSTACK_PORT ?= 4566
-run-localstack: venv localstack-venv
+run-localstack: venv localstack-venv console
 	PORT=$(PORT) DATA_DIR=$(DATA_DIR) PG_PORT=$(PG_PORT) LOCALSTACK_PORT=$(LOCALSTACK_PORT) \
 		LOCALSTACK_PYTHON=$(LOCALSTACK_VENV)/bin/python $(PY) -m infra.local.localstack
 
-test-unit: venv
+test-unit: venv console
 	$(PY) -m pytest -q tests/unit
 
 test-integration: venv
 	$(PY) -m pytest -q tests/integration
 
-test-e2e: venv
+test-e2e: venv console browser
 	$(PY) -m pytest -q tests/e2e
 
 lint: venv
 	$(VENV)/bin/ruff check layers functions infra tests bench scripts
 	$(VENV)/bin/ruff format --check layers functions infra tests bench scripts
 
-build: venv
+build: venv console
 	$(PY) infra/build_assets.py
 
 synth: build
@@ -126,4 +157,4 @@ openapi: venv
 	$(PY) scripts/openapi.py
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(LOCALSTACK_VENV) .aws-sam .pytest_cache cdk.out
+	rm -rf $(VENV) $(SAM_VENV) $(LOCALSTACK_VENV) .aws-sam .pytest_cache cdk.out web/node_modules web/dist

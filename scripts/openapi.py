@@ -28,22 +28,27 @@ OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
     ("post", "/api/v1/users"): (201, (403, 409)),
     ("get", "/api/v1/users"): (200, (403,)),
     ("delete", "/api/v1/users/{user_id}"): (204, (403, 404, 409)),
-    ("post", "/api/v1/documents"): (202, (413, 503)),
-    ("post", "/api/v1/documents/uploads"): (201, (413, 503)),
-    ("get", "/api/v1/documents"): (200, (400, 422)),
-    ("get", "/api/v1/documents/{document_id}"): (200, (404,)),
+    ("post", "/api/v1/api-keys"): (201, (403, 409)),
+    ("get", "/api/v1/api-keys"): (200, (403,)),
+    ("delete", "/api/v1/api-keys/{key_id}"): (204, (403, 404)),
+    ("post", "/api/v1/documents"): (202, (403, 413, 503)),
+    ("post", "/api/v1/documents/uploads"): (201, (403, 413, 503)),
+    ("get", "/api/v1/documents"): (200, (400, 403, 422)),
+    ("get", "/api/v1/documents/{document_id}"): (200, (403, 404)),
     ("delete", "/api/v1/documents/{document_id}"): (204, (403, 404, 503)),
     ("post", "/api/v1/documents/{document_id}/reingest"): (202, (403, 404, 503)),
     ("post", "/api/v1/query/sync"): (200, (503,)),
     ("get", "/api/v1/health"): (200, ()),
 }
+# Either bearer kind is accepted on every authenticated operation (alternatives, as OpenAPI lists them).
+SECURITY = [{"bearer": []}, {"apiKey": []}]
 # What the stream endpoint's body is, as a regular expression over the whole body (JSON Schema's
 # "pattern"): event frames and keep-alive comments, each ended by a blank line.
 SSE_PATTERN = r"^(?:(?::[^\n]*|event: (?:sources|token|done|error)\ndata: [^\n]*)\n\n)*$"
 ERROR_DESCRIPTIONS = {
     400: "Malformed request (invalid JSON, bad cursor)",
-    401: "Missing, invalid or expired token (login: wrong e-mail or password)",
-    403: "The caller's role does not allow this",
+    401: "Missing, invalid or expired token or API key (login: wrong e-mail or password)",
+    403: "The caller's role, or its API key's scope, does not allow this",
     404: "No such resource in the caller's organisation",
     409: "Conflicts with existing state",
     413: "Content too large",
@@ -75,7 +80,7 @@ def _stream_operation(sync_operation: dict) -> dict:
             '(data {"code", "message"}). Each data line is JSON.'
         ),
         "operationId": "query_stream",
-        "security": [{"bearer": []}],
+        "security": SECURITY,
         "requestBody": sync_operation["requestBody"],
         "responses": {
             "200": {
@@ -98,7 +103,7 @@ def _stream_operation(sync_operation: dict) -> dict:
                 status: {"description": description, **error}
                 for status, description in (
                     ("400", "Malformed JSON"),
-                    ("401", "Missing or invalid token"),
+                    ("401", "Missing or invalid token or API key"),
                     ("413", "Body too large"),
                     ("422", "Invalid question"),
                     ("503", "Retrieval or the model provider is unavailable before the stream starts"),
@@ -156,7 +161,24 @@ def build_openapi() -> dict:
                     },
                 }
             },
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A person's token, from register or login",
+                },
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "rag_<43 base62 characters>",
+                    "description": (
+                        "A tenant API key (POST /api/v1/api-keys), sent as `Authorization: Bearer rag_...`. "
+                        "Scope query: ask only (query, stream, me, health); write: also create, list, "
+                        "re-ingest and delete documents; admin: everything, users and API keys included"
+                    ),
+                },
+            },
         },
     }
     for function in API_FUNCTIONS:
@@ -165,7 +187,7 @@ def build_openapi() -> dict:
             for method, operation in operations.items():
                 operation["tags"] = [function]
                 if (method, path) not in PUBLIC_OPERATIONS:
-                    operation["security"] = [{"bearer": []}]
+                    operation["security"] = SECURITY
                 _document_statuses(method, path, operation)
             merged["paths"].setdefault(path, {}).update(operations)
         schemas = document.get("components", {}).get("schemas", {})

@@ -1,9 +1,10 @@
-"""Auth function: registration, login, the caller's profile and user management."""
+"""Auth function: registration, login, the caller's profile, user management and API keys."""
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from ragcore import auth
+from ragcore import api_keys, auth
 from ragcore.api import (
+    CreateApiKeyRequest,
     CreateUserRequest,
     LoginRequest,
     RegisterRequest,
@@ -49,6 +50,23 @@ def list_users():
 @app.delete("/api/v1/users/<user_id>")
 def delete_user(user_id: str):
     auth.delete_user(authenticate(app), parse_id(user_id, "user"))
+    return no_content()
+
+
+@app.post("/api/v1/api-keys")
+def create_api_key(body: CreateApiKeyRequest):
+    created = api_keys.create_api_key(authenticate(app), body.name, body.scope, body.expires_at)
+    return json_response(201, created)
+
+
+@app.get("/api/v1/api-keys")
+def list_api_keys():
+    return {"items": api_keys.list_api_keys(authenticate(app))}
+
+
+@app.delete("/api/v1/api-keys/<key_id>")
+def revoke_api_key(key_id: str):
+    api_keys.revoke_api_key(authenticate(app), parse_id(key_id, "API key"))
     return no_content()
 
 

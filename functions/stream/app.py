@@ -6,9 +6,9 @@ the usage; a failure after the stream has started ends it with ``error`` ({"code
 data line is JSON. Both endpoints run one code path, :func:`ragcore.query.answer_events`.
 
 Everything that can be refused is refused before the stream starts, with the documented JSON error
-body: 401 (the JWT is verified here, the Function URL has no auth of its own), 400 (malformed JSON),
-413, 422 (validation), and failures of retrieval (503/500). The response starts once the sources are
-known, so the first byte carries the ``sources`` event.
+body: 401 (the JWT or API key is verified here, the Function URL has no auth of its own), 400
+(malformed JSON), 413, 422 (validation), and failures of retrieval (503/500). The response starts once
+the sources are known, so the first byte carries the ``sources`` event.
 
 ``answer_events`` is synchronous (database, embedder, provider HTTP): each step runs in a worker
 thread and its event is sent as soon as it exists. When the client disconnects, the pending step
@@ -149,7 +149,7 @@ async def query_stream(request: Request) -> Response:
         errors = exc.errors(include_url=False)
         return error_response(422, "validation_error", describe_validation_errors(errors))
 
-    context = {"org_id": str(principal.org_id), "user_id": str(principal.user_id)}
+    context = principal.log_keys()
     events = query.answer_events(
         principal, body.question, body.top_k, body.filters, body.mode, body.document_ids
     )

@@ -34,6 +34,9 @@ ROUTES: dict[str, list[tuple[str, str]]] = {
         ("POST", "/api/v1/users"),
         ("GET", "/api/v1/users"),
         ("DELETE", "/api/v1/users/{id}"),
+        ("POST", "/api/v1/api-keys"),
+        ("GET", "/api/v1/api-keys"),
+        ("DELETE", "/api/v1/api-keys/{id}"),
     ],
     "documents": [
         ("POST", "/api/v1/documents"),

@@ -39,7 +39,7 @@ def main() -> int:
     except Exception as exc:
         logging.getLogger("infra.local").exception("the local stack could not start: %s", exc)
         return 1
-    print(f"RAG platform ready on {url}", flush=True)
+    print(f"RAG platform ready on {url} (web console: {url}/, API: {url}/api/v1)", flush=True)
     try:
         while not stop.wait(1):  # a timed wait keeps the main thread responsive to signals
             pass

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from .console import is_api_path
 from .events import (
     MAX_PAYLOAD_BYTES,
     MalformedProxyResponse,
@@ -58,6 +59,8 @@ class Gateway:
 
     `asgi_routes` maps exact paths to ASGI apps served as they are, without a proxy event: the hook for
     the streaming app (POST /api/v1/query), which runs behind a Function URL in AWS, not API Gateway.
+    `site` serves GET and HEAD requests outside /api/ (the web console, a static site in AWS); every
+    other request is the API's, so a file can never shadow a route.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class Gateway:
         asgi_routes: Mapping[str, ASGIApp] | None = None,
         max_workers: int = 64,
         environment_wait_seconds: float = ENVIRONMENT_WAIT_SECONDS,
+        site: ASGIApp | None = None,
     ):
         self.routes = routes
         self.functions = functions
@@ -77,6 +81,7 @@ class Gateway:
         self.binary_media_types = tuple(binary_media_types)
         self.asgi_routes = {normalise_path(path): app for path, app in (asgi_routes or {}).items()}
         self.environment_wait_seconds = environment_wait_seconds
+        self.site = site
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="lambda")
 
     def close(self) -> None:
@@ -103,6 +108,9 @@ class Gateway:
         app = self.asgi_routes.get(normalise_path(scope["path"]))
         if app is not None:
             await app(scope, receive, send)
+            return
+        if self.site is not None and scope["method"] in ("GET", "HEAD") and not is_api_path(scope["path"]):
+            await self.site(scope, receive, send)
             return
         response = await self.handle(Request(scope, receive))
         await response(scope, receive, send)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .console import ConsoleSite
 from .events import RouteTable
 from .functions import LocalFunction
 from .gateway import Gateway
@@ -28,6 +29,7 @@ LOCAL_VISIBILITY_TIMEOUT = 30  # seconds; long enough for one ingest batch, shor
 # run, far shorter than in AWS so a stranded document is seen to move within minutes.
 LOCAL_REAPER_BOUNDS = {"REAPER_PENDING_AFTER_SECONDS": "120", "REAPER_PROCESSING_AFTER_SECONDS": "300"}
 MAX_HEADER_READ_BYTES = 8 * 1024 * 1024
+CONSOLE_DIST = Path("web") / "dist"
 STREAM_APP = ("functions/stream/app.py", "app", "/api/v1/query")  # file, ASGI attribute, served path
 
 
@@ -46,6 +48,8 @@ class StackConfig:
     asgi_routes: dict[str, Callable[..., Any]] | None = None
     # Also serve the embedded PostgreSQL on 127.0.0.1:<pg_port> (clients in containers: `sam local`).
     pg_port: int | None = None
+    # The built web console served at / (default: <root>/web/dist, which `make run` builds).
+    console_dir: Path | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> StackConfig:
@@ -252,6 +256,7 @@ class LocalStack:
                 scheduler.start()
                 self._schedulers.append(scheduler)
 
+        console_dir = cfg.console_dir or cfg.root / CONSOLE_DIST
         asgi_routes = cfg.asgi_routes if cfg.asgi_routes is not None else _discover_stream_app(cfg.root)
         self._gateway = Gateway(
             RouteTable(template.routes),
@@ -259,8 +264,13 @@ class LocalStack:
             stage=template.stage_name,
             binary_media_types=template.binary_media_types,
             asgi_routes=asgi_routes,
+            site=ConsoleSite(console_dir),
         )
         self.url = self._serve(self._gateway)
+        if (console_dir / "index.html").is_file():
+            log.info("web console on %s/", self.url)
+        else:
+            log.warning("the web console is not built (%s): `make run` builds it", console_dir)
         return self.url
 
     def _write_sam_env_vars(self, data_dir: Path, jwt_secret: str, queue_url: str, endpoint: str) -> None:

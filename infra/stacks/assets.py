@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 CORE_EXCLUDES = ["__pycache__", "*.pyc", "*.egg-info"]
 SERVICES = ("auth", "documents", "query", "ingest", "migrate", "reaper")
 OPTIONAL_SERVICES = ("stream",)
+CONSOLE_DIST = Path("web") / "dist"
 
 
 class AssetsNotBuilt(RuntimeError):
@@ -127,6 +128,23 @@ class Assets:
         for sql in sorted(source.glob("*.sql")):
             shutil.copy2(sql, target / sql.name)
         return LayerAsset(lambda_.Code.from_asset(str(path)), path)
+
+    def console(self) -> Path:
+        """The built web console (``make build`` runs ``npm run build`` in web/); a placeholder page and
+        asset in stub mode."""
+        if self.mode == "stub":
+            path = self._tmp / "console"
+            (path / "assets").mkdir(parents=True, exist_ok=True)
+            (path / "index.html").write_text("<!doctype html><title>placeholder console</title>\n")
+            (path / "assets" / "placeholder.js").write_text("// placeholder for the built console\n")
+            return path
+        path = self.root / CONSOLE_DIST
+        if not (path / "index.html").is_file():
+            raise AssetsNotBuilt(
+                f"the web console is not built ({path / 'index.html'} missing): run `make build` first, "
+                "or synthesize with `-c assets=stub` for a placeholder"
+            )
+        return path
 
     def cleanup(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)

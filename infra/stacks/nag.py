@@ -181,6 +181,30 @@ def apply_suppressions(stack: RagPlatformStack) -> None:
             stack.functions[service].function, [_s("IAM5", reason, [objects])], apply_to_children=True
         )
 
+    # --- web console (static site) -------------------------------------------------------------------
+    NagSuppressions.add_resource_suppressions(
+        stack.site.distribution,
+        [
+            _s(
+                "CFR4",
+                "The console is served on the distribution's own *.cloudfront.net name, whose default "
+                "certificate CloudFront pins to the TLSv1 security policy (TLSv1.2_2021 is set and applies "
+                "once a custom domain with an ACM certificate is attached). Browsers negotiate TLS 1.2 or "
+                "1.3 there; the page holds no secret, the API it calls is TLS 1.2+ only.",
+            ),
+            _s(
+                "CFR1",
+                "The console is a public sign-in page for every tenant's people, wherever they are: no "
+                "geographic restriction applies to it (access is decided by the API's tokens).",
+            ),
+            _s(
+                "CFR2",
+                "The distribution serves static files only, with GET and HEAD; the API it calls has its "
+                "own throttling. A WAF web ACL can be attached per deployment where a policy asks for it.",
+            ),
+        ],
+    )
+
     # --- CDK framework functions ---------------------------------------------------------------------
     for child in stack.node.children:
         if child.node.id.startswith("BucketNotificationsHandler"):
@@ -198,6 +222,41 @@ def apply_suppressions(stack: RagPlatformStack) -> None:
                         "CDK's bucket-notifications helper puts the notification configuration of the "
                         "bucket it is given; CDK scopes it with a wildcard resource.",
                         ["Resource::*"],
+                    ),
+                ],
+                apply_to_children=True,
+            )
+        if child.node.id.startswith("Custom::CDKBucketDeployment"):
+            NagSuppressions.add_resource_suppressions(
+                child,
+                [
+                    _s(
+                        "L1",
+                        "CDK's BucketDeployment handler (copies the built console into its bucket at "
+                        "deploy time); its runtime is chosen and updated by aws-cdk-lib.",
+                    ),
+                    _s(
+                        "IAM4",
+                        "CDK's BucketDeployment handler uses the basic Lambda execution policy to write "
+                        "its own logs.",
+                        [BASIC_EXECUTION],
+                    ),
+                    _s(
+                        "IAM5",
+                        "CDK's BucketDeployment grants: read the staged asset objects of the CDK "
+                        "bootstrap bucket, write and list the console bucket's objects, and create "
+                        "CloudFront invalidations (an action without resource-level scoping there).",
+                        [
+                            "Action::s3:GetBucket*",
+                            "Action::s3:GetObject*",
+                            "Action::s3:List*",
+                            "Action::s3:Abort*",
+                            "Action::s3:DeleteObject*",
+                            "Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
+                            "<AWS::Region>/*",
+                            f"Resource::<{stack.get_logical_id(stack.site.bucket.node.default_child)}.Arn>/*",
+                            "Resource::*",
+                        ],
                     ),
                 ],
                 apply_to_children=True,

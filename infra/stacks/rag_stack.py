@@ -18,6 +18,7 @@ from infra.constructs.migrations import Migrations
 from infra.constructs.network import Network
 from infra.constructs.observability import METRICS_NAMESPACE, Observability
 from infra.constructs.service_function import CODE_EXCLUDES, ServiceFunction, check_unzipped_size
+from infra.constructs.site import StaticSite
 from infra.constructs.storage import Storage
 from infra.constructs.stream import HANDLER as STREAM_HANDLER
 from infra.constructs.stream import StreamEndpoint, adapter_layer
@@ -109,7 +110,11 @@ class RagPlatformStack(Stack):
         self.ingestion = Ingestion(
             self, "Ingestion", ingest_timeout=ingest_timeout, max_receive_count=cfg.ingest_max_receive_count
         )
-        self.storage = Storage(self, "Storage", production=cfg.production, cors_origins=cfg.cors_origins)
+        # The console's origin is allowed by the API, the stream URL and the upload bucket: created first.
+        self.site = StaticSite(self, "Console", production=cfg.production)
+        cors_origins = (*cfg.cors_origins, self.site.origin)
+        self.cors_origins = cors_origins
+        self.storage = Storage(self, "Storage", production=cfg.production, cors_origins=cors_origins)
         self.jwt_secret = secretsmanager.Secret(
             self,
             "JwtSecret",
@@ -195,7 +200,7 @@ class RagPlatformStack(Stack):
             },
         }
         descriptions = {
-            "auth": "register, login, users",
+            "auth": "register, login, users, API keys",
             "documents": "document CRUD, upload URLs; queues ingestion",
             "query": "synchronous answers, health",
             "ingest": "SQS batches: extract, chunk, embed, store",
@@ -220,8 +225,8 @@ class RagPlatformStack(Stack):
             env.update(self._provider_environment(service))
             if service == "migrate":
                 env["MIGRATION_DB_SECRET_ARN"] = self.database.master_secret.secret_arn
-            if service in HTTP_SERVICES and cfg.cors_origins:
-                env["CORS_ALLOWED_ORIGINS"] = ",".join(cfg.cors_origins)
+            if service in HTTP_SERVICES:
+                env["CORS_ALLOWED_ORIGINS"] = ",".join(cors_origins)
             fn = ServiceFunction(
                 self,
                 f"{service.capitalize()}Function",
@@ -288,17 +293,22 @@ class RagPlatformStack(Stack):
             throttle_burst=cfg.api_throttle_burst,
             auth_throttle_rate=cfg.auth_throttle_rate,
             auth_throttle_burst=cfg.auth_throttle_burst,
-            cors_origins=cfg.cors_origins,
+            cors_origins=cors_origins,
             log_retention=log_retention,
             removal_policy=removal,
         )
         for service, routes in ROUTES.items():
             self.api.route(self.functions[service], routes)
         self.stream = (
-            StreamEndpoint(self, "Stream", function=self.functions["stream"], cors_origins=cfg.cors_origins)
+            StreamEndpoint(self, "Stream", function=self.functions["stream"], cors_origins=cors_origins)
             if stream_on
             else None
         )
+        # Without a stream function the console's chat gets the API's 404 for /query, in the error body.
+        stream_url = (
+            f"{self.stream.url.url}api/v1/query" if self.stream is not None else f"{self.api.base_url}/query"
+        )
+        self.site.deploy(assets.console(), api_base_url=self.api.base_url, stream_url=stream_url)
         self.migrations = Migrations(
             self,
             "Migrations",
@@ -330,6 +340,7 @@ class RagPlatformStack(Stack):
                 value=self.stream.url.url,
                 description="Function URL of the SSE endpoint: POST {StreamUrl}api/v1/query",
             )
+        CfnOutput(self, "ConsoleUrl", value=self.site.origin, description="The web console (CloudFront)")
         CfnOutput(self, "IngestQueueUrl", value=self.ingestion.queue.queue_url)
         CfnOutput(self, "IngestDeadLetterQueueUrl", value=self.ingestion.dead_letter_queue.queue_url)
         CfnOutput(self, "UploadBucketName", value=self.storage.bucket.bucket_name)

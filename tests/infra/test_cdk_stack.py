@@ -271,6 +271,8 @@ def test_log_groups_have_retention(dev):
 def test_environment_keys_each_function_needs(dev, service):
     keys = set(env_of(dev, service))
     expected = COMMON_KEYS | ({"MIGRATION_DB_SECRET_ARN"} if service == "migrate" else set())
+    if service in ("auth", "documents", "query", "stream"):
+        expected |= {"CORS_ALLOWED_ORIGINS"}  # the console's origin, at least
     assert keys == expected
     env = env_of(dev, service)
     assert env["DB_PORT"] == "5432" and env["DB_NAME"] == "rag"
@@ -446,15 +448,41 @@ def test_api_routes_use_lambda_proxy_integrations(dev):
     assert set(dev.stack.api.routes.values()) == {"auth", "documents", "query"}
 
 
+def spelled(value) -> str:
+    """A template string with its intrinsic functions written out: Fn::Join joined, Fn::GetAtt as
+    <Resource.Attribute>, Ref as <Resource> (CDK merges adjacent literals, so compare the spelling)."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(spelled(part) for part in parts)
+    if "Fn::GetAtt" in value:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    raise AssertionError(f"unexpected intrinsic {value}")
+
+
+def site_origin(synth) -> str:
+    """The console's origin as the template spells it: https:// + the distribution's domain name."""
+    return f"https://<{ref_of(synth, synth.stack.site.distribution)}.DomainName>"
+
+
 def test_cors_is_configurable(dev, full):
-    dev_methods = [m["Properties"]["HttpMethod"] for m in dev.resources("AWS::ApiGateway::Method").values()]
-    assert "OPTIONS" not in dev_methods  # no origins configured
-    full_methods = [
-        m
-        for m in full.resources("AWS::ApiGateway::Method").values()
-        if m["Properties"]["HttpMethod"] == "OPTIONS"
-    ]
+    def preflights(synth):
+        return [
+            m
+            for m in synth.resources("AWS::ApiGateway::Method").values()
+            if m["Properties"]["HttpMethod"] == "OPTIONS"
+        ]
+
+    # The console's origin is always allowed; configured origins come in addition.
+    dev_methods = preflights(dev)
+    assert dev_methods and "https://app.example.com" not in json.dumps(dev_methods)
+    assert ref_of(dev, dev.stack.site.distribution) in json.dumps(dev_methods)
+    full_methods = preflights(full)
     assert full_methods and "https://app.example.com" in json.dumps(full_methods)
+    assert ref_of(full, full.stack.site.distribution) in json.dumps(full_methods)
 
 
 def test_no_stream_function_until_functions_stream_exists(dev):
@@ -569,14 +597,14 @@ def test_failed_documents_alarm_watches_the_ingest_functions_metric(dev):
 
 
 def test_cors_origins_reach_the_functions_that_answer_browsers(dev, full):
-    for service in full.stack.functions:
-        env = env_of(full, service)
-        if service in ("auth", "documents", "query", "stream"):
-            assert env["CORS_ALLOWED_ORIGINS"] == "https://app.example.com", service
-        else:
-            assert "CORS_ALLOWED_ORIGINS" not in env, service
-    for service in dev.stack.functions:
-        assert "CORS_ALLOWED_ORIGINS" not in env_of(dev, service)  # no origins configured
+    for synth, configured in ((full, "https://app.example.com,"), (dev, "")):
+        for service in synth.stack.functions:
+            env = env_of(synth, service)
+            if service in ("auth", "documents", "query", "stream"):
+                # the configured origins, then the console's
+                assert spelled(env["CORS_ALLOWED_ORIGINS"]) == configured + site_origin(synth), service
+            else:
+                assert "CORS_ALLOWED_ORIGINS" not in env, service
 
 
 def _gateway_responses(synth) -> dict[str, dict]:
@@ -591,7 +619,8 @@ def test_api_gateways_own_errors_carry_cors_headers_and_the_error_body(dev, full
     assert {"DEFAULT_4XX", "DEFAULT_5XX", "THROTTLED", "MISSING_AUTHENTICATION_TOKEN"} <= set(responses)
     for props in responses.values():
         headers = props["ResponseParameters"]
-        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "'https://app.example.com'"
+        # two origins (the configured one and the console's): the request's Origin is echoed
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "method.request.header.Origin"
         assert headers["gatewayresponse.header.Vary"] == "'Origin'"
         assert '"error"' in props["ResponseTemplates"]["application/json"]
     assert responses["THROTTLED"]["StatusCode"] == "429"
@@ -606,9 +635,10 @@ def test_api_gateways_own_errors_carry_cors_headers_and_the_error_body(dev, full
     ):
         assert responses[kind]["StatusCode"] == status
         assert f'"code": "{code}"' in responses[kind]["ResponseTemplates"]["application/json"]
-    # without origins: the same bodies, no CORS headers
+    # dev configures no origin: only the console's, named in the header
     for props in _gateway_responses(dev).values():
-        assert not any("Access-Control" in k for k in props.get("ResponseParameters", {}))
+        allowed = props["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+        assert spelled(allowed) == f"'{site_origin(dev)}'"
 
 
 def test_gateway_responses_echo_the_origin_when_several_are_allowed():
@@ -641,7 +671,10 @@ def test_gateway_responses_echo_the_origin_when_several_are_allowed():
 def test_stream_url_cors_and_reserved_concurrency(full):
     (url,) = full.resources("AWS::Lambda::Url").values()
     cors = url["Properties"]["Cors"]
-    assert cors["AllowOrigins"] == ["https://app.example.com"]
+    assert [spelled(origin) for origin in cors["AllowOrigins"]] == [
+        "https://app.example.com",
+        site_origin(full),
+    ]
     assert set(cors["AllowMethods"]) == {"POST", "GET"}
     assert {h.lower() for h in cors["AllowHeaders"]} == {"authorization", "content-type"}
     assert cors["ExposeHeaders"] == ["retry-after"]
@@ -696,3 +729,85 @@ def test_the_database_engine_pin_is_validated():
     with pytest.raises(ValueError, match="dbEngineVersion"):
         load_config((cdk_json_context() | {"dbEngineVersion": "17"}).get)
     assert load_config((cdk_json_context() | {"dbEngineVersion": "17.5"}).get).db_engine_version == "17.5"
+
+
+# --- web console --------------------------------------------------------------------------------------
+
+
+def test_console_bucket_is_private_and_reached_only_through_cloudfront_with_oac(dev):
+    site = dev.stack.site
+    bucket_ref = ref_of(dev, site.bucket)
+    bucket = dev.template["Resources"][bucket_ref]["Properties"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert "WebsiteConfiguration" not in bucket  # no public website endpoint
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in dev.resources("AWS::S3::BucketPolicy").values()
+        if mentions(p["Properties"]["Bucket"], bucket_ref)
+    ]
+    assert "aws:SecureTransport" in json.dumps(policy)
+    reads = [s for s in policy if s.get("Principal") == {"Service": "cloudfront.amazonaws.com"}]
+    assert reads and all(s["Effect"] == "Allow" for s in reads)
+    assert mentions(reads[0]["Condition"], ref_of(dev, site.distribution))  # this distribution only
+
+    (oac,) = dev.resources("AWS::CloudFront::OriginAccessControl").values()
+    assert oac["Properties"]["OriginAccessControlConfig"]["SigningBehavior"] == "always"
+    config = dev.template["Resources"][ref_of(dev, site.distribution)]["Properties"]["DistributionConfig"]
+    (origin,) = config["Origins"]
+    assert "OriginAccessControlId" in origin and mentions(origin["DomainName"], bucket_ref)
+    behavior = config["DefaultCacheBehavior"]
+    assert behavior["ViewerProtocolPolicy"] == "redirect-to-https"
+    assert behavior["AllowedMethods"] == ["GET", "HEAD"]
+    assert config["DefaultRootObject"] == "index.html"
+    assert config["Logging"]["Bucket"]
+
+
+def test_console_gets_security_headers(dev):
+    (policy,) = dev.resources("AWS::CloudFront::ResponseHeadersPolicy").values()
+    headers = policy["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+    csp = spelled(headers["ContentSecurityPolicy"]["ContentSecurityPolicy"])
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "connect-src 'self' https://*.execute-api.<AWS::Region>.<AWS::URLSuffix>" in csp
+    assert "https://*.lambda-url.<AWS::Region>.on.aws" in csp
+    assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] == 365 * 24 * 3600
+    assert headers["FrameOptions"]["FrameOption"] == "DENY"
+    assert headers["ContentTypeOptions"]["Override"] is True
+
+
+def test_console_is_deployed_with_the_api_and_stream_urls_in_config_json(dev):
+    deployments = {
+        key: value["Properties"] for key, value in dev.resources("Custom::CDKBucketDeployment").items()
+    }
+    assert len(deployments) == 2
+    bucket_ref = ref_of(dev, dev.stack.site.bucket)
+    assert all(mentions(p["DestinationBucketName"], bucket_ref) for p in deployments.values())
+    (assets,) = [p for p in deployments.values() if p.get("DestinationBucketKeyPrefix") == "assets/"]
+    assert assets["SystemMetadata"]["cache-control"] == "public, max-age=31536000, immutable"
+    assert assets["Prune"] is False  # pages loaded before a deploy still find their files
+    (pages,) = [p for p in deployments.values() if "DestinationBucketKeyPrefix" not in p]
+    assert pages["SystemMetadata"]["cache-control"] == "no-cache"
+    assert mentions(pages["DistributionId"], ref_of(dev, dev.stack.site.distribution))
+    assert "/config.json" in pages["DistributionPaths"] and "/index.html" in pages["DistributionPaths"]
+    # config.json: the REST base (…/api/v1) and the stream Function URL + api/v1/query, at deploy time.
+    markers = [spelled(v) for m in pages["SourceMarkers"] for v in m.values()]
+    api_ref = ref_of(dev, dev.stack.api.api)
+    assert any(f"https://<{api_ref}>.execute-api." in m and m.endswith('/api/v1"') for m in markers)
+    url_ref = ref_of(dev, dev.stack.stream.url)
+    assert f'"<{url_ref}.FunctionUrl>api/v1/query"' in markers
+    assert spelled(dev.template["Outputs"]["ConsoleUrl"]["Value"]) == site_origin(dev)
+
+
+def test_console_placeholder_only_in_stub_mode(tmp_path):
+    from infra.stacks.assets import Assets, AssetsNotBuilt
+
+    with pytest.raises(AssetsNotBuilt, match="make build"):
+        Assets("built", root=tmp_path).console()
+    (tmp_path / "web" / "dist").mkdir(parents=True)
+    (tmp_path / "web" / "dist" / "index.html").write_text("<!doctype html>")
+    assert Assets("built", root=tmp_path).console() == tmp_path / "web" / "dist"

@@ -30,6 +30,9 @@ AWS_TO_LOCAL = {
     "OPENAI_API_KEY_SECRET_ARN": "OPENAI_API_KEY",
 }
 LOCAL_ONLY = {"AWS_ENDPOINT_URL"}  # moto/LocalStack endpoint override; AWS uses the real endpoints
+# The deployed console's CloudFront origin (plus any configured): the local console is same-origin, and
+# template-local.yaml deploys no site, so it has no origin to allow.
+AWS_ONLY = {"CORS_ALLOWED_ORIGINS"}
 
 
 def _decoded() -> dict:
@@ -82,7 +85,7 @@ def local():
 
 
 def normalise_aws(keys: set[str]) -> set[str]:
-    return {AWS_TO_LOCAL.get(k, k) for k in keys}
+    return {AWS_TO_LOCAL.get(k, k) for k in keys - AWS_ONLY}
 
 
 def normalise_local(keys: set[str]) -> set[str]:

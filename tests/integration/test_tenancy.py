@@ -6,7 +6,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.integration.test_documents import upload
 
-TENANT_TABLES = ["organizations", "users", "documents", "document_chunks"]
+TENANT_TABLES = ["organizations", "users", "documents", "document_chunks", "api_keys"]
 # Tables that hold no tenant's data and that the application role cannot read at all.
 NON_TENANT_TABLES = {
     "schema_migrations": "the migration ledger",

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .auth import Principal, principal_from_authorization
 from .config import get_settings
@@ -174,6 +174,21 @@ class CreateUserRequest(StrictModel):
     role: Literal["admin", "member"] = "member"
 
     _password = field_validator("password")(_password_fits_bcrypt)
+
+
+class CreateApiKeyRequest(StrictModel):
+    name: str = Field(
+        min_length=1, max_length=100, pattern=NOT_BLANK_PATTERN, description="What the key is for"
+    )
+    scope: Literal["query", "write", "admin"] = Field(
+        description=(
+            "query: ask questions only; write: also create, list, re-ingest and delete documents; "
+            "admin: everything, users and API keys included"
+        )
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the key stops working (with a time zone; in the future)"
+    )
 
 
 class CreateDocumentRequest(StrictModel):
@@ -345,9 +360,10 @@ def as_json_request(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def authenticate(app: APIGatewayRestResolver) -> Principal:
-    """The verified caller of the current request; its org id is added to every log line."""
+    """The verified caller of the current request (a user's JWT or an API key); its org id and its user
+    or key id are added to every log line."""
     principal = principal_from_authorization(app.current_event.headers.get("Authorization"))
-    logger.append_keys(org_id=str(principal.org_id), user_id=str(principal.user_id))
+    logger.append_keys(**principal.log_keys())
     return principal
 
 

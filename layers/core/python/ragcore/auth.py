@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import bcrypt
 import jwt
 import psycopg
 
+from .api_keys import KEY_COLUMNS, key_view, looks_like_api_key, principal_from_api_key
 from .config import Settings, get_settings
 from .db import anonymous_transaction, tenant_transaction
-from .errors import Conflict, Forbidden, NotFound, Unauthenticated
+from .errors import Conflict, NotFound, Unauthenticated
+from .principal import Principal, Role
 from .secrets import JwtKeyRing, get_jwt_key_ring
 from .throttle import LoginThrottle
-
-Role = Literal["admin", "member"]
 
 # bcrypt reads at most 72 bytes of a password; longer ones are refused rather than silently truncated.
 MAX_PASSWORD_BYTES = 72
@@ -29,24 +28,6 @@ def _dummy_hash() -> str:
     # Verifying against a real hash when the e-mail is unknown keeps login time independent of whether
     # the e-mail exists; computed lazily so cold starts do not pay for it.
     return hash_password("no such user")
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling, as proven by a verified token."""
-
-    user_id: uuid.UUID
-    org_id: uuid.UUID
-    role: Role
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    def require_admin(self) -> None:
-        """Raise Forbidden unless the caller is an admin of its organisation."""
-        if not self.is_admin:
-            raise Forbidden("this action needs the admin role")
 
 
 def hash_password(password: str, rounds: int | None = None) -> str:
@@ -150,16 +131,19 @@ def verify_token(
 
 
 def principal_from_authorization(header: str | None) -> Principal:
-    """Parse ``Authorization: Bearer <jwt>``, verify it, and confirm its user still exists.
+    """Parse ``Authorization: Bearer <token>``, where the token is a JWT or an API key (``rag_...``).
 
-    The role comes from the database, not the token: a deleted user's tokens stop working at once, and a
-    changed role applies from the next request.
+    A JWT is verified and its user confirmed to exist; the role comes from the database, not the token:
+    a deleted user's tokens stop working at once, and a changed role applies from the next request. An
+    API key is looked up by its hash (revoked, expired and unknown keys get the same 401 as a bad JWT).
     """
     if not header:
         raise Unauthenticated("missing Authorization header")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+    if looks_like_api_key(token.strip()):
+        return principal_from_api_key(token.strip())
     claimed = verify_token(token.strip())
     with tenant_transaction(claimed.org_id) as conn:
         row = conn.execute(
@@ -248,7 +232,10 @@ def login(
 
 
 def me(principal: Principal) -> dict[str, Any]:
-    """The caller's user and organisation."""
+    """The caller's user and organisation; for an API key, {user: None, org, api_key} (a key belongs to
+    the organisation, not to a person)."""
+    if principal.kind == "api_key":
+        return _key_profile(principal)
     with tenant_transaction(principal.org_id) as conn:
         user = conn.execute(
             "SELECT id, org_id, email, role, created_at FROM users WHERE org_id = %s AND id = %s",
@@ -263,9 +250,23 @@ def me(principal: Principal) -> dict[str, Any]:
     return {"user": _user_view(user), "org": _org_view(org)}
 
 
+def _key_profile(principal: Principal) -> dict[str, Any]:
+    with tenant_transaction(principal.org_id) as conn:
+        key = conn.execute(
+            f"SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = %s AND id = %s",
+            (principal.org_id, principal.key_id),
+        ).fetchone()
+        org = conn.execute(
+            "SELECT id, name, created_at FROM organizations WHERE id = %s", (principal.org_id,)
+        ).fetchone()
+    if key is None or org is None:  # removed since the lookup a moment ago
+        raise Unauthenticated("invalid token")
+    return {"user": None, "org": _org_view(org), "api_key": key_view(key)}
+
+
 def create_user(principal: Principal, email: str, password: str, role: Role) -> dict[str, Any]:
-    """Add a user to the caller's organisation (admins only)."""
-    principal.require_admin()
+    """Add a user to the caller's organisation (admin users and admin API keys only)."""
+    principal.require("manage_users")
     with tenant_transaction(principal.org_id) as conn:
         user = _insert_user(conn, principal.org_id, email, password, role)
     return _user_view(user)
@@ -274,7 +275,7 @@ def create_user(principal: Principal, email: str, password: str, role: Role) -> 
 def list_users(principal: Principal) -> list[dict[str, Any]]:
     """Every user of the caller's organisation, oldest first (admins only: the list is a directory of
     e-mail addresses; a member sees itself through ``me``)."""
-    principal.require_admin()
+    principal.require("manage_users")
     with tenant_transaction(principal.org_id) as conn:
         rows = conn.execute(
             """SELECT id, org_id, email, role, created_at FROM users
@@ -285,8 +286,11 @@ def list_users(principal: Principal) -> list[dict[str, Any]]:
 
 
 def delete_user(principal: Principal, user_id: uuid.UUID) -> None:
-    """Remove a user of the caller's organisation (admins only; an admin cannot delete itself)."""
-    principal.require_admin()
+    """Remove a user of the caller's organisation (admins only; an admin cannot delete itself).
+
+    The API keys the user created stay: they belong to the organisation (their creator becomes unknown).
+    """
+    principal.require("manage_users")
     if user_id == principal.user_id:
         raise Conflict("an admin cannot delete its own account", code="cannot_delete_self")
     with tenant_transaction(principal.org_id) as conn:

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # Registration: attempts per client address (each one can reveal whether an e-mail is taken).
     register_max_per_address: int = Field(default=20, ge=1)
     register_window_seconds: int = Field(default=3600, ge=1)
+    # API keys: last_used_at is written at most once per this many seconds per key, not on every request.
+    api_key_touch_seconds: int = Field(default=60, ge=1)
+    # Keys an organisation may hold at once (not revoked): creating one more is 409 too_many_api_keys.
+    api_keys_max_per_org: int = Field(default=100, ge=1)
 
     # Ingestion.
     queue_url: str = ""

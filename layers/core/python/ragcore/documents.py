@@ -77,6 +77,7 @@ def create_document(
     refuses the message the row is removed again and the caller gets ServiceUnavailable: a document is
     never left ``pending`` with no message on its way.
     """
+    principal.require("write_documents")
     size = len(content.encode())
     if size > get_settings().max_document_bytes:
         raise PayloadTooLarge(f"content is {size} bytes; the limit is {get_settings().max_document_bytes}")
@@ -129,6 +130,7 @@ def list_documents(
     principal: Principal, status: str | None = None, limit: int = 20, cursor: str | None = None
 ) -> dict[str, Any]:
     """A page of documents, newest first, and the cursor of the next page (None on the last page)."""
+    principal.require("read_documents")
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
     conditions = ["org_id = %s"]
@@ -154,6 +156,7 @@ def list_documents(
 
 def get_document(principal: Principal, document_id: uuid.UUID) -> dict[str, Any]:
     """One document of the caller's tenant; NotFound otherwise (whoever else owns that id)."""
+    principal.require("read_documents")
     with tenant_transaction(principal.org_id) as conn:
         row = conn.execute(
             f"SELECT {_COLUMNS} FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
@@ -164,12 +167,12 @@ def get_document(principal: Principal, document_id: uuid.UUID) -> dict[str, Any]
 
 
 def delete_document(principal: Principal, document_id: uuid.UUID, store: ObjectStore | None = None) -> None:
-    """Delete a document, its chunks and its uploaded file (admins only).
+    """Delete a document, its chunks and its uploaded file (admin users, and write and admin API keys).
 
     The file goes first, inside the transaction that holds the row locked: if S3 refuses, the row stays
     (ServiceUnavailable, try again) rather than leaving a file that nothing points to.
     """
-    principal.require_admin()
+    principal.require("manage_documents")
     with tenant_transaction(principal.org_id) as conn:
         row = conn.execute(
             "SELECT object_key FROM documents WHERE org_id = %s AND id = %s FOR UPDATE",
@@ -186,8 +189,8 @@ def reingest_document(
     principal: Principal, document_id: uuid.UUID, queue: IngestQueue | None = None
 ) -> dict[str, Any]:
     """Rebuild a document's chunks: back to ``pending`` and enqueued again (admins only: it spends
-    embedding work and replaces what every member's queries read)."""
-    principal.require_admin()
+    embedding work and replaces what every member's queries read; write and admin API keys too)."""
+    principal.require("manage_documents")
     with tenant_transaction(principal.org_id) as conn:
         row = conn.execute(
             f"""UPDATE documents
@@ -226,6 +229,7 @@ def create_upload(
     length and expires after ``upload_url_expiry_seconds``. The S3 event of the PUT starts ingestion;
     a URL never used leaves the document to the reaper, which fails it once the URL has expired.
     """
+    principal.require("write_documents")
     settings = get_settings()
     if content_type not in SUPPORTED_CONTENT_TYPES:
         raise InvalidInput(f"content_type must be one of {', '.join(SUPPORTED_CONTENT_TYPES)}")

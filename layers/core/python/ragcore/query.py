@@ -57,6 +57,7 @@ def answer_events(
     document_ids: Sequence[uuid.UUID] | None = None,
 ) -> Iterator[QueryEvent]:
     """Sources first, then answer tokens as the generator produces them, then usage."""
+    principal.require("ask")
     settings = get_settings()
     embedder = get_embedder(settings)
     sources = retrieve(principal.org_id, question, top_k, mode, filters, document_ids, embedder)

@@ -1,0 +1,268 @@
+"""The web console in a real headless browser (Debian's chromium driven by Playwright) against the local
+stack over HTTP: sign up, add a document, watch it become ready, ask, read the streamed answer and open
+the source a citation points to; plus the members screen and an API error shown as the API words it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.e2e.conftest import DOCUMENT, QUESTION, REPO
+
+pytestmark = pytest.mark.e2e
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
+expect = sync_api.expect
+
+PASSWORD = "a long passphrase 42"
+FLOW_BUDGET_SECONDS = 60
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (`make test` installs it when missing); CHROMIUM names another build."""
+    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def console_url(base_url):
+    # The stack serves web/dist as it is on disk: build it when a source changed (a no-op otherwise).
+    if shutil.which("npm") is None:
+        pytest.fail("npm is needed to build the web console (Node 20+)")
+    built = subprocess.run(["make", "-s", "console"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return f"{base_url}/"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = chromium_path()
+    if path is None:
+        pytest.skip(
+            "no chromium: `make test` installs Debian's (apt-get install chromium) when it runs as root; "
+            "set CHROMIUM=/path/to/chromium otherwise"
+        )
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=path, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    # Console errors include Content-Security-Policy violations and failed loads of the page's files.
+    page.on(
+        "console",
+        lambda message: (
+            message.type == "error" and not expected_error(message.text) and page_errors.append(message.text)
+        ),
+    )
+    yield page
+    context.close()
+    assert page_errors == [], page_errors
+
+
+def expected_error(text: str) -> bool:
+    """The API's own refusals that the tests provoke on purpose (chromium logs every 4xx fetch)."""
+    return "the server responded with a status of 401" in text or "status of 409" in text
+
+
+UNLABELLED = """() => [...document.querySelectorAll("input, textarea, select, button, a[href]")]
+    .filter((el) => el.offsetParent !== null)
+    .filter((el) => ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName)
+        ? !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+        : !(el.textContent.trim() || el.getAttribute("aria-label")))
+    .map((el) => el.outerHTML)"""
+
+
+def assert_every_control_is_labelled(page) -> None:
+    """Each visible field has a label tied to it, each button and link a name (what a screen reader says)."""
+    assert page.evaluate(UNLABELLED) == []
+
+
+def sign_up(page, console_url: str, org: str) -> str:
+    email = f"admin-{uuid.uuid4().hex[:8]}@{org.lower()}.example"
+    page.goto(console_url)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_role("link", name="Create an organisation").click()
+    page.get_by_label("Organisation name").fill(org)
+    page.get_by_label("Your e-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    assert_every_control_is_labelled(page)
+    page.get_by_role("button", name="Create organisation").click()
+    expect(page.get_by_role("heading", name="Documents", level=1)).to_be_visible()
+    return email
+
+
+def test_sign_up_add_a_document_ask_and_open_the_cited_source(page, console_url, base_url):
+    started = time.monotonic()
+    sign_up(page, console_url, "Harbourview")
+    # The new screen's heading has the focus (keyboard and screen-reader users land on it).
+    expect(page.get_by_role("heading", name="Documents", level=1)).to_be_focused()
+
+    page.get_by_label("Name", exact=True).fill("bakery.txt")
+    page.get_by_label("Content").fill(DOCUMENT)
+    page.get_by_role("button", name="Add document").click()
+    row = page.locator("tr", has=page.get_by_role("rowheader", name="bakery.txt"))
+    expect(row).to_be_visible()
+    # Polling moves the status on without a reload, to ready.
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "ready", timeout=45_000)
+    expect(row.get_by_role("cell").nth(1)).not_to_have_text("–")  # the chunk count is filled in
+    assert_every_control_is_labelled(page)
+
+    page.get_by_role("link", name="Ask").click()
+    expect(page.get_by_role("heading", name="Ask", level=1)).to_be_visible()
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/query")) as streamed:
+        page.get_by_role("textbox", name="Question").fill(QUESTION)
+        page.get_by_role("textbox", name="Question").press("Enter")  # the keyboard sends
+    assert streamed.value.headers["content-type"].startswith("text/event-stream")
+    answer = page.locator("article.answer").last
+    expect(answer).to_have_attribute("data-complete", "true", timeout=30_000)
+    text = answer.locator(".answer-text")
+    assert int(text.get_attribute("data-tokens")) > 3  # shown piece by piece as the events arrived
+    shown = text.inner_text()
+    assert "Vexley" in shown
+
+    # The answer on the page is exactly the API's answer (the sync endpoint gives the same text).
+    token = page.evaluate("JSON.parse(sessionStorage.getItem('rag-console-session')).token")
+    sync = requests.post(
+        f"{base_url}/api/v1/query/sync",
+        json={"question": QUESTION, "top_k": 5},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ).json()
+    assert shown == sync["answer"]
+
+    # A citation [n] is a link that opens source n: its document name and snippet.
+    citation = answer.locator("a.citation").first
+    expect(citation).to_have_text(re.compile(r"\[\d+\]"))
+    number = int(citation.get_attribute("data-source"))
+    cited = sync["sources"][number - 1]
+    source = answer.locator("details.source").nth(number - 1)
+    expect(source).not_to_have_attribute("open", "")
+    assert_every_control_is_labelled(page)
+    citation.focus()
+    page.keyboard.press("Enter")  # a link: the keyboard follows it as a click would
+    expect(source).to_have_attribute("open", "")
+    expect(source.locator("summary")).to_be_focused()
+    expect(source.locator("summary")).to_contain_text("bakery.txt")
+    expect(source.locator(".snippet")).to_be_visible()
+    expect(source.locator(".snippet")).to_have_text(cited["content"])
+
+    elapsed = time.monotonic() - started
+    assert elapsed < FLOW_BUDGET_SECONDS, f"the flow took {elapsed:.1f} s"
+
+
+def test_admin_adds_a_member_and_errors_show_the_api_message(page, console_url):
+    sign_up(page, console_url, "Quayside")
+    page.get_by_label("Name", exact=True).fill("notice.txt")
+    page.get_by_label("Content").fill("The quay is closed for repairs in February.")
+    page.get_by_role("button", name="Add document").click()
+    expect(page.get_by_role("button", name="Delete notice.txt")).to_be_visible()  # an admin's row
+    page.get_by_role("link", name="Members").click()
+    expect(page.get_by_role("heading", name="Members", level=1)).to_be_visible()
+    member = f"member-{uuid.uuid4().hex[:8]}@quayside.example"
+    page.get_by_label("E-mail").fill(member)
+    page.get_by_label("Initial password").fill(PASSWORD)
+    page.get_by_role("button", name="Add member").click()
+    expect(page.get_by_role("rowheader", name=member)).to_be_visible()
+    assert_every_control_is_labelled(page)
+
+    # Adding the same address again: the API's 409 body, worded as it is, in an alert.
+    page.get_by_label("E-mail").fill(member)
+    page.get_by_label("Initial password").fill(PASSWORD)
+    page.get_by_role("button", name="Add member").click()
+    alert = page.get_by_role("alert").filter(has_text=re.compile(r"\S"))
+    expect(alert).to_be_visible()
+    token = page.evaluate("JSON.parse(sessionStorage.getItem('rag-console-session')).token")
+    conflict = requests.post(
+        f"{console_url}api/v1/users",
+        json={"email": member, "password": PASSWORD, "role": "member"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert conflict.status_code == 409
+    conflict = conflict.json()["error"]["message"]
+    expect(alert).to_contain_text(conflict.rstrip("."))
+
+    # A member sees no Members screen; a wrong password shows the API's 401 message.
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("E-mail").fill(member)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Documents", level=1)).to_be_visible()
+    expect(page.get_by_role("link", name="Members")).to_have_count(0)
+    expect(page.get_by_role("rowheader", name="notice.txt")).to_be_visible()  # members read documents
+    expect(page.get_by_role("button", name=re.compile("^(Delete|Re-ingest)"))).to_have_count(0)
+
+
+def test_reingest_then_delete_a_document(page, console_url, base_url):
+    sign_up(page, console_url, "Dockside")
+    page.get_by_label("Name", exact=True).fill("tides.txt")
+    page.get_by_label("Content").fill(
+        "High tide at the Dockside pier comes twice a day, about every 12 hours."
+    )
+    page.get_by_label("Metadata (optional JSON object)").fill('["not", "an object"]')
+    page.get_by_role("button", name="Add document").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Metadata must be a JSON object"
+    )  # checked before sending
+    page.get_by_label("Metadata (optional JSON object)").fill('{"team": "harbour"}')
+    page.get_by_role("button", name="Add document").click()
+    row = page.locator("tr", has=page.get_by_role("rowheader", name="tides.txt"))
+    status = row.locator("[data-status]")
+    expect(status).to_have_attribute("data-status", "ready", timeout=45_000)
+    document_id = row.get_attribute("data-document-id")
+    token = page.evaluate("JSON.parse(sessionStorage.getItem('rag-console-session')).token")
+    headers = {"Authorization": f"Bearer {token}"}
+    before = requests.get(f"{base_url}/api/v1/documents/{document_id}", headers=headers, timeout=30).json()
+    assert before["document"]["metadata"] == {"team": "harbour"}
+
+    row.get_by_role("button", name="Re-ingest tides.txt").click()
+    # It goes back through ingestion (the API answered 202 pending; the row shows it until the next poll)
+    # and polling brings it to ready again.
+    expect(status).to_have_attribute("data-status", re.compile("pending|processing"))
+    expect(row.get_by_role("button", name="Re-ingest tides.txt")).to_be_disabled()
+    expect(status).to_have_attribute("data-status", "ready", timeout=45_000)
+    after = requests.get(f"{base_url}/api/v1/documents/{document_id}", headers=headers, timeout=30).json()
+    assert after["document"]["updated_at"] > before["document"]["updated_at"]
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Delete tides.txt").click()
+    expect(page.get_by_role("rowheader", name="tides.txt")).to_have_count(0)
+    expect(page.get_by_text("No documents yet")).to_be_visible()
+    gone = requests.get(f"{base_url}/api/v1/documents/{document_id}", headers=headers, timeout=30)
+    assert gone.status_code == 404
+
+
+def test_a_refused_token_ends_the_session_with_a_message(page, console_url):
+    sign_up(page, console_url, "Lighthouse")
+    page.reload()  # the session survives a reload of the tab
+    expect(page.get_by_role("heading", name="Documents", level=1)).to_be_visible()
+    page.evaluate(
+        """() => {
+            const key = 'rag-console-session';
+            const session = JSON.parse(sessionStorage.getItem(key));
+            sessionStorage.setItem(key, JSON.stringify({...session, token: session.token + 'x'}));
+        }"""
+    )
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text("Your session has ended: sign in again.")
+    assert page.evaluate("sessionStorage.getItem('rag-console-session')") is None
