@@ -564,8 +564,10 @@ def test_upload_bucket_notifies_the_ingest_queue_and_grants_are_least_privilege(
     assert set().union(*ingest.values()) == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
     for service in ("auth", "query", "reaper", "migrate"):
         assert _s3_actions(dev, service) == {}, service
-    cors = dev.template["Resources"][bucket]["Properties"].get("CorsConfiguration")
-    assert cors is None  # no corsOrigins in the dev context: no browser may PUT
+    # Browsers may PUT from the configured origins (the console's is always one), and do nothing else.
+    (rule,) = dev.template["Resources"][bucket]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert rule["AllowedMethods"] == ["PUT"]
+    assert "*" not in json.dumps(rule["AllowedOrigins"])
 
 
 def test_outputs(dev):
