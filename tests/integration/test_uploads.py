@@ -358,3 +358,15 @@ def test_an_s3_event_delivered_again_after_a_worker_died_finishes_the_document(p
     )
     platform.ingest_all()
     assert status_of(platform, org["token"], doc["id"])["status"] == "ready"
+
+
+def test_a_file_over_the_byte_limit_at_ingestion_fails_before_it_is_read(platform, s3, configure):
+    org = platform.register()
+    data = POLICY_TEXT.encode()
+    doc = upload_file(platform, org["token"], "travel.txt", "text/plain", data)
+    configure(extract_max_bytes=len(data) - 1)  # lowered between the upload and its ingestion
+    platform.ingest_all()
+    failed = status_of(platform, org["token"], doc["id"])
+    assert failed["status"] == "failed"
+    assert failed["error"] == f"file too large: the file is {len(data)} bytes; the limit is {len(data) - 1}"
+    assert failed["content_hash"] is None  # refused on the object's length: no byte was hashed
