@@ -37,7 +37,11 @@ OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
     ("get", "/api/v1/documents/{document_id}"): (200, (403, 404)),
     ("delete", "/api/v1/documents/{document_id}"): (204, (403, 404, 503)),
     ("post", "/api/v1/documents/{document_id}/reingest"): (202, (403, 404, 503)),
-    ("post", "/api/v1/query/sync"): (200, (503,)),
+    ("post", "/api/v1/query/sync"): (200, (404, 409, 503)),
+    ("post", "/api/v1/conversations"): (201, ()),
+    ("get", "/api/v1/conversations"): (200, (400, 422)),
+    ("get", "/api/v1/conversations/{conversation_id}"): (200, (400, 404, 422)),
+    ("delete", "/api/v1/conversations/{conversation_id}"): (204, (404,)),
     ("get", "/api/v1/health"): (200, ()),
 }
 # Either bearer kind is accepted on every authenticated operation (alternatives, as OpenAPI lists them).
@@ -74,7 +78,9 @@ def _stream_operation(sync_operation: dict) -> dict:
         "tags": ["stream"],
         "summary": "Answer a question, streamed as Server-Sent Events",
         "description": (
-            'Events, in order: `sources` (data {"sources": [...]}, each an `AnswerSource`), '
+            'Events, in order: `sources` (data {"sources": [...]}, each an `AnswerSource`; '
+            'with a `conversation_id` also '
+            '"conversation": {"id", "retrieval": {"query", "method"}}), '
             'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}}); '
             "a failure after the stream started ends it with `error` "
             '(data {"code", "message"}). Each data line is JSON.'
@@ -105,6 +111,8 @@ def _stream_operation(sync_operation: dict) -> dict:
                     ("400", "Malformed JSON"),
                     ("401", "Missing or invalid token or API key"),
                     ("413", "Body too large"),
+                    ("404", "No such conversation of the caller"),
+                    ("409", "The conversation holds the most turns it can"),
                     ("422", "Invalid question"),
                     ("503", "Retrieval or the model provider is unavailable before the stream starts"),
                 )

@@ -15,6 +15,11 @@ thread and its event is sent as soon as it exists. When the client disconnects, 
 finishes, the event iterator is closed, and closing it closes the generator and the provider's HTTP
 response: no generation goes on for nobody.
 
+With a ``conversation_id``, the turn is stored when the answer is complete, just before ``done``: a
+client that disconnects earlier closes the iterator before that point, so nothing of the abandoned
+turn is stored (nor one that ended with ``error``). A conversation that is not the caller's is a 404
+before the stream starts, and so is a failure to condense the question (503).
+
 GET /api/v1/health is the adapter's readiness check (AWS_LWA_READINESS_CHECK_PATH).
 
 Responses to an allowed Origin (``CORS_ALLOWED_ORIGINS``) carry Access-Control-Allow-Origin, the 401s
@@ -151,7 +156,13 @@ async def query_stream(request: Request) -> Response:
 
     context = principal.log_keys()
     events = query.answer_events(
-        principal, body.question, body.top_k, body.filters, body.mode, body.document_ids
+        principal,
+        body.question,
+        body.top_k,
+        body.filters,
+        body.mode,
+        body.document_ids,
+        body.conversation_id,
     )
     # Retrieval runs before the response starts: its failures are ordinary HTTP errors.
     try:

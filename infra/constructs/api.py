@@ -48,6 +48,10 @@ ROUTES: dict[str, list[tuple[str, str]]] = {
     ],
     "query": [
         ("POST", "/api/v1/query/sync"),
+        ("POST", "/api/v1/conversations"),
+        ("GET", "/api/v1/conversations"),
+        ("GET", "/api/v1/conversations/{id}"),
+        ("DELETE", "/api/v1/conversations/{id}"),
         ("GET", "/api/v1/health"),
     ],
 }

@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,34 @@ def test_quick_start_runs_as_written(base_url):
     assert events[0] == "sources" and events[-1] == "done" and "token" in events
 
 
+def readme_block(heading: str) -> str:
+    section = README.read_text().split(heading, 1)[1]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the example uses curl")
+def test_conversation_example_runs_as_written(base_url):
+    """The quick start, then the README's conversation example in the same shell."""
+    script = quick_start_script() + readme_block("### Conversations")
+    script = script.replace(f"API={DEFAULT_API}", f"API={base_url}/api/v1")
+    # An account of its own, whichever of the README tests runs first.
+    assert script.count("ada@acme.test") == 2
+    script = script.replace("ada@acme.test", f"ada-{uuid.uuid4().hex[:8]}@acme.test")
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    outputs = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    first, follow_up, stored = outputs[-3:]
+    assert first["conversation"]["retrieval"]["method"] == "question"
+    assert follow_up["conversation"]["retrieval"]["method"] == "with_history"
+    assert "three days per week" in follow_up["answer"]
+    assert stored["conversation"]["turn_count"] == 2
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert stored["messages"][3]["sources"] == follow_up["sources"]
+
+
 def file_upload_script() -> str:
     """The quick start's second block (a file upload), which runs after the first (API, TOKEN)."""
     section = README.read_text().split("## Quick start", 1)[1]
@@ -58,6 +87,8 @@ def test_quick_start_file_upload_runs_as_written(base_url, tmp_path):
     script = (quick_start_script() + file_upload_script()).replace(
         f"API={DEFAULT_API}", f"API={base_url}/api/v1"
     )
+    # An account of its own, whichever of the README tests runs first.
+    script = script.replace("ada@acme.test", f"ada-{uuid.uuid4().hex[:8]}@acme.test")
     runs = [
         subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],

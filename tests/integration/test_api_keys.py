@@ -382,3 +382,27 @@ def test_log_lines_name_the_key_and_never_hold_a_secret(platform, captured_logs)
     create_key(platform, org["token"])
     by_user = [line for line in captured_logs() if line.get("auth") == "user"]
     assert by_user and all(line["user_id"] == org["user"]["id"] for line in by_user)
+
+
+def test_conversations_belong_to_users_so_a_key_cannot_hold_one(platform):
+    org = platform.register()
+    upload(platform, org["token"])
+    platform.ingest_all()
+    secret = create_key(platform, org["token"], "admin")["secret"]
+    conversation = platform.request("POST", "/api/v1/conversations", {}, token=org["token"]).body[
+        "conversation"
+    ]
+    for method, path, body in [
+        ("POST", "/api/v1/conversations", {}),
+        ("GET", "/api/v1/conversations", None),
+        ("GET", f"/api/v1/conversations/{conversation['id']}", None),
+        ("DELETE", f"/api/v1/conversations/{conversation['id']}", None),
+        ("POST", "/api/v1/query/sync", {**QUESTION, "conversation_id": conversation["id"]}),
+    ]:
+        result = platform.request(method, path, body, token=secret)
+        assert result.status == 403, (method, path, result.body)
+        assert "API key" in result.body["error"]["message"]
+    # A key still asks without a conversation, and the user's conversation is untouched.
+    assert platform.request("POST", "/api/v1/query/sync", QUESTION, token=secret).status == 200
+    mine = platform.request("GET", f"/api/v1/conversations/{conversation['id']}", token=org["token"])
+    assert mine.status == 200 and mine.body["messages"] == []

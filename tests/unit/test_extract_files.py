@@ -101,6 +101,10 @@ def test_html_without_visible_text_fails():
                   "text/html") == "the file contains no text"  # fmt: skip
 
 
+def test_blank_html_has_no_text():
+    assert reason(b"  <!-- only a comment -->  ", "text/html") == "the file contains no text"
+
+
 def test_html_character_limit_stops_the_walk():
     page = b"<p>" + b"word " * 1000 + b"</p>"
     assert reason(page, "text/html", ExtractionLimits(max_characters=100)).startswith(

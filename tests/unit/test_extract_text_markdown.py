@@ -159,3 +159,14 @@ def test_limits_come_from_settings(monkeypatch):
     limits = ExtractionLimits.from_settings()
     assert (limits.max_bytes, limits.time_budget_seconds, limits.max_pages) == (123, 2.5, 2000)
     assert reason(b"x" * 124, "text/plain", limits=None) == "file is 124 bytes; the limit is 123"
+
+
+def test_an_extraction_failure_is_a_422_with_its_reason_if_it_reaches_http():
+    from ragcore.api import http_status
+
+    failure = ExtractionFailed("file is empty")
+    assert (http_status(failure), failure.code, failure.message) == (
+        422,
+        "extraction_failed",
+        "file is empty",
+    )

@@ -80,7 +80,8 @@ def answer(*pieces: str, stop: str = "end_turn") -> list[bytes]:
 
 
 class FakeBedrock:
-    """Each request takes the next entry: ("stream", [messages]) or ("status", code, error_type, message)."""
+    """Each request takes the next entry: ("stream", [messages]), ("status", code, error_type, message)
+    or ("json", body) (a 200 JSON answer, as Converse gives)."""
 
     def __init__(self, script: list[tuple]):
         self.script = list(script)
@@ -101,6 +102,14 @@ class FakeBedrock:
                     }
                 )
                 entry = fake.script.pop(0)
+                if entry[0] == "json":
+                    body = json.dumps(entry[1]).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if entry[0] == "status":
                     _, code, error_type, message = entry
                     body = json.dumps({"message": message}).encode()

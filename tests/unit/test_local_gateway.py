@@ -366,6 +366,10 @@ def test_template_routes_are_the_documented_api():
         ("DELETE", "/api/v1/documents/{id}"): "DocumentsFunction",
         ("POST", "/api/v1/documents/{id}/reingest"): "DocumentsFunction",
         ("POST", "/api/v1/query/sync"): "QueryFunction",
+        ("POST", "/api/v1/conversations"): "QueryFunction",
+        ("GET", "/api/v1/conversations"): "QueryFunction",
+        ("GET", "/api/v1/conversations/{id}"): "QueryFunction",
+        ("DELETE", "/api/v1/conversations/{id}"): "QueryFunction",
         ("GET", "/api/v1/health"): "QueryFunction",
     }
     assert template.stage_name == "v1"

@@ -28,6 +28,10 @@ def test_every_documented_route_is_described():
         ("post", "/api/v1/documents/{document_id}/reingest"),
         ("post", "/api/v1/query/sync"),
         ("post", "/api/v1/query"),
+        ("post", "/api/v1/conversations"),
+        ("get", "/api/v1/conversations"),
+        ("get", "/api/v1/conversations/{conversation_id}"),
+        ("delete", "/api/v1/conversations/{conversation_id}"),
         ("get", "/api/v1/health"),
     }
     assert {(m, p) for p, ops in paths.items() for m in ops} == expected

@@ -228,6 +228,17 @@ class QueryRequest(StrictModel):
         max_length=100,
         description="Search only these documents of the caller's organisation",
     )
+    conversation_id: uuid.UUID | None = Field(
+        default=None,
+        description=(
+            "One of the caller's conversations (404 otherwise): the question is understood in its "
+            "context and, once answered, stored in it with the answer and its sources. The response "
+            'then also has "conversation": {"id", "retrieval": {"query", "method"}}, saying what '
+            "retrieval searched with: the question itself (question), a standalone question the model "
+            "wrote from the history (condensed), or, with the extractive generator, the question with "
+            "the previous ones (with_history)"
+        ),
+    )
 
     @field_validator("question")
     @classmethod
@@ -235,6 +246,16 @@ class QueryRequest(StrictModel):
         if not value.strip():
             raise ValueError("question must not be blank")
         return value
+
+
+class CreateConversationRequest(StrictModel):
+    title: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=NOT_BLANK_PATTERN,
+        description="Optional; an untitled conversation is named after its first question",
+    )
 
 
 class AnswerSource(BaseModel):
@@ -263,6 +284,12 @@ class QueryAnswer(BaseModel):
     answer: str
     sources: list[AnswerSource]
     usage: dict[str, Any]
+    conversation: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            'With a conversation_id: {"id", "retrieval": {"query", "method"}}, what retrieval searched with'
+        ),
+    )
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -142,6 +142,17 @@ class Settings(BaseSettings):
     generation_retry_base_seconds: float = Field(default=0.5, ge=0)
     generation_retry_max_seconds: float = Field(default=8.0, ge=0)
 
+    # Conversations. History sent to a model to condense a follow-up into a standalone question: at most
+    # this many of the latest turns (a turn: a question and its answer) and this many tokens (counted with
+    # the embedder's tokenizer, an estimate of the model's), older turns dropped first. The extractive
+    # generator has no model: it retrieves with the follow-up plus the previous questions, at most
+    # conversation_context_questions of them. A conversation holds at most conversation_max_turns turns.
+    conversation_history_max_turns: int = Field(default=6, ge=1, le=100)
+    conversation_history_max_tokens: int = Field(default=2000, ge=64, le=100_000)
+    conversation_condense_max_tokens: int = Field(default=200, ge=16, le=4000)
+    conversation_context_questions: int = Field(default=2, ge=1, le=20)
+    conversation_max_turns: int = Field(default=500, ge=1, le=100_000)
+
     # Browser origins allowed to call the API and the stream (CORS). Comma-separated or a JSON list;
     # empty: no CORS headers at all.
     cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()

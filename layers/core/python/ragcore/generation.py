@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .condense import Condensed, CondensePrompt, build_condense_prompt, clean_condensed
 from .embeddings import Embedder, backoff_delay
 from .embeddings.bedrock import BEDROCK_RETRYABLE_CODES
 from .errors import ServiceUnavailable
@@ -39,6 +40,7 @@ from .prompting import NO_ANSWER, Prompt, build_prompt
 from .retrieval import Source
 
 if TYPE_CHECKING:
+    from .condense import Turn
     from .config import Settings
 
 __all__ = [
@@ -265,6 +267,7 @@ class _ModelGenerator(ABC):
         self.max_retries = settings.generation_max_retries
         self.retry_base = settings.generation_retry_base_seconds
         self.retry_cap = settings.generation_retry_max_seconds
+        self.condense_max_tokens = settings.conversation_condense_max_tokens
         self.sleep = sleep
         self.rng = rng
 
@@ -275,6 +278,52 @@ class _ModelGenerator(ABC):
     @abstractmethod
     def _classify(self, error: Exception) -> ProviderFailure:
         """The provider SDK's exception as a retryable or final failure."""
+
+    @abstractmethod
+    def _condense_attempt(self, prompt: CondensePrompt) -> Condensed:
+        """One provider call (not streamed) returning the standalone question."""
+
+    def condense(self, history: Sequence[Turn], follow_up: str) -> Condensed:
+        """``follow_up`` rewritten by the model as a standalone question, given the (bounded) history.
+
+        Same retry policy as an answer before its first token; a final failure raises
+        :class:`ServiceUnavailable` before anything is retrieved or sent. An empty reply gives the
+        follow-up unchanged.
+        """
+        prompt = build_condense_prompt(history, follow_up)
+        attempt = 0
+        while True:
+            try:
+                result = self._condense_attempt(prompt)
+                question = clean_condensed(result.question)
+                return Condensed(question or follow_up.strip(), result.usage)
+            except Exception as error:
+                failure = error if isinstance(error, ProviderFailure) else self._classify(error)
+                if not failure.retryable or attempt >= self.max_retries:
+                    logger.warning(
+                        "condensation failed",
+                        extra={
+                            "provider": self.name,
+                            "model": self.model,
+                            "code": failure.code,
+                            "attempts": attempt + 1,
+                            "detail": failure.message,
+                        },
+                    )
+                    message = failure.message
+                    if failure.retryable and attempt:
+                        message = f"{message}, after {attempt + 1} attempts"
+                    raise ServiceUnavailable(message, code=failure.code) from error
+                self.sleep(
+                    backoff_delay(
+                        attempt,
+                        base=self.retry_base,
+                        cap=self.retry_cap,
+                        rng=self.rng,
+                        retry_after=failure.retry_after,
+                    )
+                )
+                attempt += 1
 
     def _usage(self, input_tokens: int | None, output_tokens: int | None, stop_reason: str | None) -> dict:
         return {
@@ -401,6 +450,30 @@ class OpenAIGenerator(_ModelGenerator):
             )
         )
 
+    def _condense_attempt(self, prompt: CondensePrompt) -> Condensed:
+        options: dict[str, Any] = {}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        response = self.client.chat.completions.create(
+            model=self.model,
+            messages=[
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": prompt.user},
+            ],
+            max_tokens=self.condense_max_tokens,
+            **options,
+        )
+        choices = response.choices or []
+        text = (choices[0].message.content or "") if choices and choices[0].message is not None else ""
+        usage = response.usage
+        return Condensed(
+            text,
+            {
+                "input_tokens": getattr(usage, "prompt_tokens", None),
+                "output_tokens": getattr(usage, "completion_tokens", None),
+            },
+        )
+
     def _classify(self, error: Exception) -> ProviderFailure:
         import openai
 
@@ -479,6 +552,23 @@ class BedrockGenerator(_ModelGenerator):
                     retryable=True,
                 )
         yield UsageReport(self._usage(usage.get("inputTokens"), usage.get("outputTokens"), stop_reason))
+
+    def _condense_attempt(self, prompt: CondensePrompt) -> Condensed:
+        inference: dict[str, Any] = {"maxTokens": self.condense_max_tokens}
+        if self.temperature is not None:
+            inference["temperature"] = self.temperature
+        response = self.client.converse(
+            modelId=self.model,
+            system=[{"text": prompt.system}],
+            messages=[{"role": "user", "content": [{"text": prompt.user}]}],
+            inferenceConfig=inference,
+        )
+        blocks = ((response.get("output") or {}).get("message") or {}).get("content") or []
+        text = "".join(block.get("text", "") for block in blocks)
+        usage = response.get("usage") or {}
+        return Condensed(
+            text, {"input_tokens": usage.get("inputTokens"), "output_tokens": usage.get("outputTokens")}
+        )
 
     def _classify(self, error: Exception) -> ProviderFailure:
         from botocore.exceptions import (

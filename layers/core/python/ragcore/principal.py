@@ -79,6 +79,13 @@ class Principal:
         if not self.is_admin:
             raise self._refusal()
 
+    def require_user(self) -> uuid.UUID:
+        """The caller's user id; Forbidden for an API key (what belongs to a person, such as a
+        conversation, has no owner when a key calls)."""
+        if self.user_id is None:
+            raise Forbidden("conversations belong to a signed-in user; an API key cannot hold them")
+        return self.user_id
+
     def _refusal(self) -> Forbidden:
         if self.kind == "api_key":
             return Forbidden(f"an API key of scope '{self.scope}' does not allow this action")

@@ -119,7 +119,11 @@ def parse(data: bytes, params: dict[str, str], limits: ExtractionLimits) -> Extr
         raise ExtractionFailed(f"unknown character set {charset}") from None
     try:
         root = lxml.html.document_fromstring(data, parser=parser)
-    except (lxml.etree.ParserError, ValueError, LookupError) as exc:
+    except lxml.etree.ParserError as exc:
+        if "empty" in str(exc).lower():  # only blanks and comments
+            raise ExtractionFailed("the file contains no text") from None
+        raise ExtractionFailed(f"the HTML could not be read ({exc})") from None
+    except (ValueError, LookupError) as exc:
         raise ExtractionFailed(f"the HTML could not be read ({exc})") from None
     collector = _Collector(limits)
     body = root.find("body")

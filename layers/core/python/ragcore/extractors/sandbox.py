@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import logging
 import math
 import os
 import resource
@@ -31,6 +32,7 @@ from collections.abc import Callable
 
 from . import ExtractedDocument, ExtractionFailed, ExtractionLimits, Section
 
+logger = logging.getLogger(__name__)
 Parse = Callable[[bytes, str, dict[str, str], ExtractionLimits], ExtractedDocument]
 DEFAULT_PARSE = "ragcore.extractors:parse_in_process"
 
@@ -127,11 +129,11 @@ def run_with_budget(
         [sys.executable, "-I", "-S", "-c", _BOOT],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,  # a kill reaches nothing of the worker's
     )
     try:
-        out, _ = child.communicate(json.dumps(header).encode() + b"\n" + data, limits.time_budget_seconds)
+        out, err = child.communicate(json.dumps(header).encode() + b"\n" + data, limits.time_budget_seconds)
     except subprocess.TimeoutExpired:
         child.kill()
         child.communicate()
@@ -147,6 +149,10 @@ def run_with_budget(
     except ValueError:
         answer = None
     if not isinstance(answer, dict) or "status" not in answer:
+        # What the child said on its way out is for the operators, not for the document's error.
+        logger.warning(
+            "extraction child exited with %s: %s", child.returncode, err[-2000:].decode(errors="replace")
+        )
         if child.returncode == -signal.SIGXCPU:
             raise ExtractionFailed(
                 f"extracting the file took longer than {limits.time_budget_seconds:g} s (the time budget)"
