@@ -79,7 +79,7 @@ def _stream_operation(sync_operation: dict) -> dict:
         "summary": "Answer a question, streamed as Server-Sent Events",
         "description": (
             'Events, in order: `sources` (data {"sources": [...]}, each an `AnswerSource`; '
-            'with a `conversation_id` also '
+            "with a `conversation_id` also "
             '"conversation": {"id", "retrieval": {"query", "method"}}), '
             'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}}); '
             "a failure after the stream started ends it with `error` "
