@@ -27,7 +27,7 @@ from infra.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-UPLOAD_BUCKET = "test-uploads"
+UPLOAD_BUCKET = "test-uploadbucket"  # what infra.local.s3.ensure_buckets names UploadBucket
 
 
 @dataclass

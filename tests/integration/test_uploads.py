@@ -14,7 +14,7 @@ from botocore.config import Config
 from ragcore.config import reset_settings
 from ragcore.storage import get_object_store
 
-from infra.local.s3 import LocalAwsServer
+from infra.local.s3 import LocalAwsServer, ensure_buckets
 from infra.local.schedule import scheduled_event
 from tests.integration.conftest import UPLOAD_BUCKET
 from tests.integration.test_documents import get
@@ -47,16 +47,14 @@ def s3(platform):
         client = boto3.client(
             "s3", region_name="us-east-1", endpoint_url=endpoint, config=Config(signature_version="s3v4")
         )
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         queue_arn = platform.sqs.get_queue_attributes(
             QueueUrl=platform.queue_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
-        client.put_bucket_notification_configuration(
-            Bucket=BUCKET,
-            NotificationConfiguration={
-                "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
-            },
+        # The bucket as the local stack makes it from template-local.yaml: versioned, notifying the queue.
+        names = ensure_buckets(
+            client, platform.template, name_prefix="test", queue_arns={"IngestQueue": queue_arn}
         )
+        assert names == {"UploadBucket": BUCKET}
         platform.ingest_all()  # S3's test event: ignored, and out of the way
         yield client
         client.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={})
@@ -370,3 +368,24 @@ def test_a_file_over_the_byte_limit_at_ingestion_fails_before_it_is_read(platfor
     assert failed["status"] == "failed"
     assert failed["error"] == f"file too large: the file is {len(data)} bytes; the limit is {len(data) - 1}"
     assert failed["content_hash"] is None  # refused on the object's length: no byte was hashed
+
+
+def test_a_browser_may_put_from_another_origin_locally(platform, s3):
+    org = platform.register()
+    created = start_upload(platform, org["token"], "travel.txt", "text/plain", data=POLICY_TEXT.encode())
+    upload = created.body["upload"]
+    origin = {"Origin": "http://127.0.0.1:8080"}
+    preflight = httpx.options(
+        upload["url"],
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == origin["Origin"]
+    response = put(upload, POLICY_TEXT.encode(), {**upload["headers"], **origin})
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == origin["Origin"]
+    platform.ingest_all()
+    assert status_of(platform, org["token"], created.body["document"]["id"])["status"] == "ready"
