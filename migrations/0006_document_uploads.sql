@@ -32,8 +32,8 @@ CREATE INDEX documents_org_hash_ready ON documents (org_id, content_hash)
 -- sent to the queue ('requeue') so that the ingest function, which may read the bucket, either finds the
 -- file (its S3 event was lost or is still queued) and ingests it, or fails the document with "upload not
 -- received before <expiry>". Should that message be lost too, it is sent again after the grace period,
--- and after p_max_requeues sends the document is failed here with the same reason. Everything else is
--- decided as in 0004.
+-- and after p_max_requeues sends the document is failed here with the same reason, once the queue is
+-- empty (p_pending_seconds not NULL). Everything else is decided as in 0004.
 DROP FUNCTION reap_stale_documents(integer, integer, integer, integer, integer);
 CREATE FUNCTION reap_stale_documents(
     p_pending_seconds integer, p_processing_seconds integer, p_max_requeues integer,
@@ -51,7 +51,10 @@ AS $$
                AND NOT (d.object_key IS NOT NULL AND d.uploaded_at IS NULL))
            OR (d.status = 'pending' AND d.object_key IS NOT NULL AND d.uploaded_at IS NULL
                AND d.upload_expires_at <= now() - make_interval(secs => p_upload_grace_seconds)
-               AND d.updated_at <= now() - make_interval(secs => p_upload_grace_seconds))
+               AND d.updated_at <= now() - make_interval(secs => p_upload_grace_seconds)
+               -- Failing it here (its sends used up) waits for a drained queue: its S3 event may still
+               -- be queued behind others.
+               AND (d.requeues < p_max_requeues OR p_pending_seconds IS NOT NULL))
            OR (d.status = 'processing'
                AND d.updated_at <= now() - make_interval(secs => p_processing_seconds))
         ORDER BY d.updated_at

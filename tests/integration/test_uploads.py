@@ -18,6 +18,7 @@ from infra.local.s3 import LocalAwsServer, ensure_buckets
 from infra.local.schedule import scheduled_event
 from tests.integration.conftest import UPLOAD_BUCKET
 from tests.integration.test_documents import get
+from tests.integration.test_reaper import _lose_queued_messages
 
 BUCKET = UPLOAD_BUCKET
 POLICY_TEXT = (
@@ -211,7 +212,7 @@ def test_an_upload_never_received_ends_failed_after_its_url_expired(platform, s3
 def test_an_upload_whose_event_was_lost_is_found_by_the_reaper_and_ingested(platform, s3):
     org = platform.register()
     doc = upload_file(platform, org["token"], "travel.txt", "text/plain", POLICY_TEXT.encode())
-    platform.sqs.purge_queue(QueueUrl=platform.queue_url)  # the S3 event is lost
+    _lose_queued_messages(platform)  # the S3 event is lost
     _expire(platform, doc["id"], 301)
     run_reaper(platform)
     platform.ingest_all()
@@ -389,3 +390,23 @@ def test_a_browser_may_put_from_another_origin_locally(platform, s3):
     assert response.status_code == 200 and response.headers["access-control-allow-origin"] == origin["Origin"]
     platform.ingest_all()
     assert status_of(platform, org["token"], created.body["document"]["id"])["status"] == "ready"
+
+
+def test_when_the_checks_are_lost_the_reaper_fails_the_upload_itself_but_only_on_a_drained_queue(
+    platform, s3
+):
+    org = platform.register()
+    doc = start_upload(platform, org["token"], "never.txt", "text/plain", data=b"never sent").body["document"]
+    _lose_queued_messages(platform)
+    _expire(platform, doc["id"], 301)
+    platform.owner_execute("UPDATE documents SET requeues = 3 WHERE id = %s", (doc["id"],))  # sends used up
+
+    # Another message waits in the queue (this upload's S3 event could be behind it): hands off.
+    platform.sqs.send_message(QueueUrl=platform.queue_url, MessageBody=_s3_event("unrelated.txt"))
+    report = run_reaper(platform)
+    assert report["failed"] == 0 and status_of(platform, org["token"], doc["id"])["status"] == "pending"
+
+    platform.ingest_all()  # drained
+    assert run_reaper(platform)["failed"] >= 1
+    failed = status_of(platform, org["token"], doc["id"])
+    assert failed["status"] == "failed" and failed["error"].startswith("upload not received before 20")
