@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # When set, the signing keys are read from this secret, and read again as it rotates.
     jwt_secret_arn: str = ""
     jwt_issuer: str = "rag-platform"
+    # Clock skew tolerated on exp and iat: tokens are issued and checked by different Lambda environments,
+    # whose clocks differ by a little (a token "issued in the future" by one second is no forgery).
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwt_audience: str = "rag-platform-api"
     jwt_ttl_seconds: int = 3600
     # Rotation of the signing key. The key that signed before the current one (Secrets Manager's
@@ -195,6 +198,16 @@ class Settings(BaseSettings):
             if "://" not in origin or origin.count("/") != 2 or origin == "*":
                 raise ValueError(f"CORS origin must look like https://host[:port], got {origin!r}")
         return origins
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret_is_long_enough(cls, value: SecretStr) -> SecretStr:
+        # Empty means "read it from jwt_secret_arn"; anything given must be a real HS256 key (RFC 8725,
+        # 3.5): a short one stops the process when it starts instead of signing guessable tokens.
+        length = len(value.get_secret_value().encode())
+        if 0 < length < 32:
+            raise ValueError(f"JWT_SECRET must be at least 32 bytes long (got {length})")
+        return value
 
     @field_validator("chunk_overlap_words")
     @classmethod
