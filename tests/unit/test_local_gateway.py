@@ -64,6 +64,13 @@ def test_literal_segment_beats_parameter():
     assert ROUTES.match("GET", "/api/v1/documents/search").route.function == "Search"
 
 
+def test_the_literal_resource_decides_the_methods_without_falling_back_to_a_parameter():
+    # As API Gateway: /documents/search is its own resource; DELETE there is not DELETE /documents/{id}.
+    match = ROUTES.match("DELETE", "/api/v1/documents/search")
+    assert match.status is MatchStatus.METHOD_NOT_ALLOWED
+    assert match.allowed_methods == ("GET",)
+
+
 def test_greedy_parameter_takes_the_rest_and_any_method():
     match = ROUTES.match("PATCH", "/files/a/b/c.txt")
     assert match.route.function == "Files"
