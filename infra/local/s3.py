@@ -33,10 +33,8 @@ def _encode(value: str) -> str:
 
 
 def _header(environ: Mapping[str, Any], name: str) -> str | None:
-    key = _UNPREFIXED.get(name) or "HTTP_" + name.upper().replace("-", "_")
-    value = environ.get(key)
-    if value is None and name == "content-length" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-        return None
+    """A request header as SigV4 canonicalises it (inner whitespace runs collapsed), None if absent."""
+    value = environ.get(_UNPREFIXED.get(name) or "HTTP_" + name.upper().replace("-", "_"))
     return None if value is None else " ".join(str(value).split())
 
 
