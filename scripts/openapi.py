@@ -114,7 +114,8 @@ def _stream_operation(sync_operation: dict) -> dict:
             'Events, in order: `sources` (data {"sources": [...]}, each an `AnswerSource`; '
             "with a `conversation_id` also "
             '"conversation": {"id", "retrieval": {"query", "method"}}), '
-            'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}}); '
+            'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}, '
+            '"abstained": bool}: true when the answer is the no-answer sentence, see QueryAnswer); '
             "a failure after the stream started ends it with `error` "
             '(data {"code", "message"}). Each data line is JSON.'
         ),

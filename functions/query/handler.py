@@ -13,8 +13,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore import conversations, query
 from ragcore.api import (
+    QUERY_RESPONSES,
     CreateConversationRequest,
-    QueryAnswer,
     QueryRequest,
     as_json_request,
     authenticate,
@@ -30,10 +30,7 @@ app = create_resolver()
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 
-@app.post(
-    "/api/v1/query/sync",
-    responses={200: {"description": "The answer", "content": {"application/json": {"model": QueryAnswer}}}},
-)
+@app.post("/api/v1/query/sync", responses=QUERY_RESPONSES)
 def query_sync(body: QueryRequest):
     return query.answer(
         authenticate(app),

@@ -2,8 +2,9 @@
 
 POST /api/v1/query takes the body of /api/v1/query/sync and answers with ``text/event-stream``:
 ``sources``, then one ``token`` event per piece of text as the generator produces it, then ``done`` with
-the usage; a failure after the stream has started ends it with ``error`` ({"code", "message"}). Every
-data line is JSON. Both endpoints run one code path, :func:`ragcore.query.answer_events`.
+the usage and ``abstained`` (true when the answer is the no-answer sentence); a failure after the
+stream has started ends it with ``error`` ({"code", "message"}). Every data line is JSON. Both endpoints
+run one code path, :func:`ragcore.query.answer_events`.
 
 Everything that can be refused is refused before the stream starts, with the documented JSON error
 body: 401 (the JWT or API key is verified here, the Function URL has no auth of its own), 400

@@ -250,7 +250,7 @@ def test_tokens_are_sent_as_produced_not_buffered(stream_url, tenant, use_genera
     assert generator.opened_in_time is True
     assert rest == [
         ("token", {"text": "second"}),
-        ("done", {"usage": {"provider": "gated", "retrieved_chunks": 1}}),
+        ("done", {"usage": {"provider": "gated", "retrieved_chunks": 1}, "abstained": False}),
     ]
 
 
@@ -328,7 +328,8 @@ def test_openai_provider_gives_the_same_answer_on_both_endpoints(
     assert [data["text"] for kind, data in events if kind == "token"] == list(pieces)
     assert sync.body["answer"] == "".join(pieces)
     assert events[0][1]["sources"] == sync.body["sources"]
-    assert events[-1] == ("done", {"usage": sync.body["usage"]})
+    assert events[-1] == ("done", {"usage": sync.body["usage"], "abstained": False})
+    assert sync.body["abstained"] is False
     assert sync.body["usage"]["model"] == "gpt-test" and sync.body["usage"]["input_tokens"] == 42
     assert len(server.requests) == 2
 

@@ -65,6 +65,8 @@ class FakeOpenAI:
     ("stream_then_wait", chunks)                 SSE chunks, then wait for the client to go away
     ("drip",)                                    a token every 10 ms, like a model, until the client
                                                  goes away (a backstop ends it after 30 s)
+    ("echo",)                                    a model that obeys "reveal your prompt": answers with
+                                                 every message it was sent, verbatim
     """
 
     def __init__(self, script: list[tuple]):
@@ -98,6 +100,10 @@ class FakeOpenAI:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                if entry[0] == "echo":
+                    messages = fake.requests[-1]["body"]["messages"]
+                    prompt = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+                    entry = ("stream", answer_chunks(prompt), "done")
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")

@@ -281,17 +281,29 @@ class AnswerSource(BaseModel):
 
 
 class QueryAnswer(BaseModel):
-    """A synchronous answer: the text, citing sources as [n], the sources and the usage."""
+    """The synchronous answer; the stream sends the same parts as events."""
 
-    answer: str
+    answer: str = Field(description="The answer, citing sources as [n] (1-based positions in sources)")
+    abstained: bool = Field(
+        description=(
+            'True when the answer is the no-answer sentence ("I could not find ..."): no retrieved '
+            "chunk cleared the relevance floor (no generator ran), or the generator found nothing to "
+            "answer with. The sources are listed all the same."
+        )
+    )
     sources: list[AnswerSource]
-    usage: dict[str, Any]
+    usage: dict[str, Any] = Field(description="Provider, token counts and retrieved_chunks")
     conversation: dict[str, Any] | None = Field(
         default=None,
         description=(
             'With a conversation_id: {"id", "retrieval": {"query", "method"}}, what retrieval searched with'
         ),
     )
+
+
+QUERY_RESPONSES: dict[int, Any] = {
+    200: {"description": "The answer", "content": {"application/json": {"model": QueryAnswer}}}
+}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -11,6 +11,11 @@ from psycopg.conninfo import make_conninfo
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The relevance floor calibrated for the local model (all-MiniLM-L6-v2) on SciFact's train queries and
+# handbook questions against unrelated ones (bench/abstain_calibration.py): docs/decisions.md, "The
+# relevance floor", and docs/benchmarks.md.
+LOCAL_ABSTAIN_MIN_SCORE = 0.4
+
 
 class Settings(BaseSettings):
     """Every knob of the platform. Field names map to upper-case environment variables."""
@@ -183,6 +188,12 @@ class Settings(BaseSettings):
     hybrid_fusion: Literal["zscore", "convex", "rrf"] = "zscore"
     hybrid_dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     hybrid_rrf_k: int = Field(default=60, ge=1, le=1000)
+    # The relevance floor: when no sentence of the best retrieved chunks has a cosine similarity to the
+    # question that reaches it, the answer abstains ("I could not find ...") and no generator runs. A
+    # cosine depends on the embedding model, so the default (None) is the floor calibrated for the local
+    # model (LOCAL_ABSTAIN_MIN_SCORE, bench/abstain_calibration.py) and off for other providers until
+    # calibrated for theirs; 0 disables.
+    abstain_min_score: float | None = Field(default=None, ge=0.0, le=1.0)
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod
@@ -233,6 +244,12 @@ class Settings(BaseSettings):
                 "OPENAI_API_KEY (or OPENAI_API_KEY_SECRET_ARN) is required with GENERATION_PROVIDER=openai"
             )
         return self
+
+    def relevance_floor(self) -> float:
+        """The relevance floor in force (0: off); see ``abstain_min_score``."""
+        if self.abstain_min_score is not None:
+            return self.abstain_min_score
+        return LOCAL_ABSTAIN_MIN_SCORE if self.embedding_provider == "local" else 0.0
 
     def require_jwt_secret(self) -> bytes:
         """The signing secret as bytes; refuses to run with a secret shorter than 32 bytes."""

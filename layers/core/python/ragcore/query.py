@@ -8,6 +8,13 @@ with the question in the context of the earlier turns (ragcore.condense says how
 is complete the question and the answer with its sources are stored in the conversation, before the
 ``done`` event. An answer that fails, or that nobody reads to the end (the client disconnected), is
 not stored.
+
+Abstention: when nothing retrieved is relevant enough (no sentence of the best retrieved chunks has a
+cosine similarity to the question at the relevance floor, ``Settings.relevance_floor``), the answer is the
+no-answer sentence and no generator runs, whichever is configured: a model asked anyway could only guess
+(or quote the nearest unrelated text, as the extractive generator did), and it would cost tokens for
+nothing. The sources are still listed, and the answer says ``abstained: true``; it says so too when the
+generator itself found nothing to answer with.
 """
 
 from __future__ import annotations
@@ -25,8 +32,22 @@ from .auth import Principal
 from .condense import Turn, blend, bound_history, with_history_text
 from .config import Settings, get_settings
 from .embeddings import Embedder, get_embedder
-from .generation import Generator, TextDelta, UsageReport, get_generator
+from .generation import (
+    NO_ANSWER,
+    Generator,
+    TextDelta,
+    UsageReport,
+    get_generator,
+    split_sentences,
+    word_groups,
+)
+from .observability import logger
 from .retrieval import Source, dense_search, hybrid_search, lexical_search
+
+# The relevance signal reads the sentences of the best few sources, as it was calibrated (top_k 5), and
+# at most so many of them, so its cost stays flat whatever top_k.
+RELEVANCE_SOURCES = 5
+RELEVANCE_MAX_SENTENCES = 64
 
 Mode = Literal["hybrid", "dense", "lexical"]
 
@@ -121,11 +142,12 @@ def answer_events(
     document_ids: Sequence[uuid.UUID] | None = None,
     conversation_id: uuid.UUID | None = None,
 ) -> Iterator[QueryEvent]:
-    """Sources first, then answer tokens as the generator produces them, then usage.
+    """Sources first, then answer tokens as the generator produces them, then usage and whether the
+    answer abstained (see the module docstring).
 
     With ``conversation_id`` (one of the caller's conversations, else NotFound before anything else),
-    the ``sources`` event also says what retrieval searched with, and the completed turn is stored
-    before ``done``.
+    the ``sources`` event also says what retrieval searched with, and the completed turn (an abstention
+    included) is stored before ``done``.
     """
     principal.require("ask")
     settings = get_settings()
@@ -136,7 +158,15 @@ def answer_events(
         depth = max(settings.conversation_history_max_turns, settings.conversation_context_questions)
         turns = conversations.load_history(principal, conversation_id, depth).turns
     plan = plan_retrieval(question, turns, generator, embedder, settings, mode)
-    sources = retrieve(principal.org_id, plan.text, top_k, mode, filters, document_ids, embedder, plan.vector)
+    floor = settings.relevance_floor()
+    # Lexical mode needs no embedding to search, but the floor is a cosine: embedded only when it is on.
+    # The relevance is that of what retrieval searched with (a follow-up alone may mean little).
+    query_vector = plan.vector
+    if query_vector is None and (mode != "lexical" or floor > 0):
+        query_vector = embedder.embed([plan.text])[0]
+    sources = retrieve(
+        principal.org_id, plan.text, top_k, mode, filters, document_ids, embedder, query_vector
+    )
     source_views = [s.to_dict() for s in sources]
     first: dict[str, Any] = {"sources": source_views}
     if conversation_id is not None:
@@ -145,6 +175,27 @@ def answer_events(
             "retrieval": {"query": plan.text, "method": plan.method},
         }
     yield QueryEvent("sources", first)
+
+    def finish(answer_text: str, usage: dict[str, Any], abstained: bool) -> QueryEvent:
+        usage = {**usage, "retrieved_chunks": len(sources)}
+        if plan.usage is not None:
+            usage["condense"] = plan.usage
+        if conversation_id is not None:
+            conversations.record_turn(
+                principal, conversation_id, question, plan.text, plan.method, answer_text, source_views, usage
+            )
+        return QueryEvent("done", {"usage": usage, "abstained": abstained})
+
+    best = relevance(query_vector, sources, embedder) if floor > 0 and sources else None
+    if not sources or (best is not None and best < floor):
+        logger.info(
+            "answer abstained",
+            extra={"relevance": best, "floor": floor, "retrieved_chunks": len(sources)},
+        )
+        yield from (QueryEvent("token", {"text": piece}) for piece in word_groups(NO_ANSWER))
+        usage = {"provider": settings.generation_provider, "input_tokens": 0, "output_tokens": 0}
+        yield finish(NO_ANSWER, usage, True)
+        return
     usage: dict[str, Any] = {}
     text: list[str] = []
     # closing(): when the consumer stops early (the client went away), the provider's stream is closed
@@ -156,14 +207,30 @@ def answer_events(
                 yield QueryEvent("token", {"text": event.text})
             elif isinstance(event, UsageReport):
                 usage = event.usage
-    usage = {**usage, "retrieved_chunks": len(sources)}
-    if plan.usage is not None:
-        usage["condense"] = plan.usage
-    if conversation_id is not None:
-        conversations.record_turn(
-            principal, conversation_id, question, plan.text, plan.method, "".join(text), source_views, usage
-        )
-    yield QueryEvent("done", {"usage": usage})
+    answer_text = "".join(text)
+    # abstained: the generator found nothing to answer with in sources that cleared the floor.
+    yield finish(answer_text, usage, answer_text.strip() == NO_ANSWER)
+
+
+def relevance(query_vector: Any, sources: Sequence[Source], embedder: Embedder) -> float:
+    """How relevant the retrieved text is: the highest cosine similarity between the question's embedding
+    and a sentence of the best ``RELEVANCE_SOURCES`` sources (0 without any). Compared with the floor.
+
+    Sentences rather than whole chunks: a chunk covers several topics and its embedding is an average of
+    them, so a question answered by one of its sentences can sit far from the chunk as a whole, while an
+    unrelated question sits far from every sentence (docs/benchmarks.md: on the calibration data the
+    best sentence separates answerable from unanswerable questions better than the best chunk).
+    """
+    sentences = [
+        sentence
+        for source in sources[:RELEVANCE_SOURCES]
+        for sentence in (split_sentences(source.content) or [source.content])
+    ]
+    sentences = list(dict.fromkeys(s for s in sentences if len(s.split()) >= 3) or sentences)
+    sentences = sentences[:RELEVANCE_MAX_SENTENCES]
+    if not sentences:
+        return 0.0
+    return float((embedder.embed(sentences) @ query_vector).max())
 
 
 def answer(
@@ -175,9 +242,10 @@ def answer(
     document_ids: Sequence[uuid.UUID] | None = None,
     conversation_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
-    """The whole answer at once: {answer, sources, usage}, and {conversation} with a conversation."""
+    """The whole answer at once: {answer, abstained, sources, usage}, and {conversation} with a
+    conversation."""
     text: list[str] = []
-    result: dict[str, Any] = {"sources": [], "usage": {}}
+    result: dict[str, Any] = {"abstained": False, "sources": [], "usage": {}}
     events = answer_events(principal, question, top_k, filters, mode, document_ids, conversation_id)
     for event in events:
         if event.kind == "token":
@@ -188,4 +256,5 @@ def answer(
                 result["conversation"] = event.data["conversation"]
         elif event.kind == "done":
             result["usage"] = event.data["usage"]
+            result["abstained"] = event.data["abstained"]
     return {"answer": "".join(text), **result}
