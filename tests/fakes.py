@@ -77,3 +77,6 @@ class InMemoryDocumentStore:
 
     def mark_failed(self, org_id, document_id, reason):
         self.docs[document_id].update(status="failed", error=reason)
+
+    def upload_state(self, org_id, document_id):
+        return None  # text documents only: uploaded files are tested on PostgreSQL and S3

@@ -1,4 +1,5 @@
-"""Documents function: upload (queued for ingestion), list, get, delete and re-ingest."""
+"""Documents function: upload (queued for ingestion) or register a file upload, list, get, delete and
+re-ingest."""
 
 from typing import Annotated, Literal
 
@@ -8,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore import documents
 from ragcore.api import (
     CreateDocumentRequest,
+    CreateUploadRequest,
     as_json_request,
     authenticate,
     create_resolver,
@@ -24,6 +26,14 @@ app = create_resolver()
 def create_document(body: CreateDocumentRequest):
     document = documents.create_document(authenticate(app), body.name, body.content, body.metadata)
     return json_response(202, {"document": document})
+
+
+@app.post("/api/v1/documents/uploads")
+def create_upload(body: CreateUploadRequest):
+    created = documents.create_upload(
+        authenticate(app), body.name, body.content_type, body.size, body.metadata
+    )
+    return json_response(201, created)
 
 
 @app.get("/api/v1/documents")

@@ -1,22 +1,37 @@
-"""Ingest function: processes SQS batches of {org_id, document_id}, reporting partial batch failures."""
+"""Ingest function: processes SQS batches of document messages ({org_id, document_id}) and of the upload
+bucket's S3 object-created events, reporting partial batch failures."""
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from ragcore.config import get_settings
 from ragcore.ingest import ingest_document
 from ragcore.observability import MetricUnit, logger, metrics
-from ragcore.queue import parse_message
+from ragcore.queue import parse_ingest_message
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> str:
-    org_id, document_id = parse_message(record.body)
-    logger.append_keys(org_id=str(org_id), document_id=str(document_id))
-    outcome = ingest_document(org_id, document_id)
-    logger.info("document processed", extra={"outcome": outcome.value})
-    metrics.add_metric(name=f"Documents{outcome.value.capitalize()}", unit=MetricUnit.Count, value=1)
-    return outcome.value
+    message = parse_ingest_message(record.body, get_settings().upload_bucket)
+    for reason in message.ignored:
+        logger.warning("message part ignored", extra={"reason": reason})
+        metrics.add_metric(name="MessagesIgnored", unit=MetricUnit.Count, value=1)
+    outcomes = []
+    for request in message.requests:
+        logger.append_keys(org_id=str(request.org_id), document_id=str(request.document_id))
+        outcome = ingest_document(
+            request.org_id,
+            request.document_id,
+            object_event=request.object_key,
+            version_id=request.version_id,
+        )
+        logger.info(
+            "document processed", extra={"outcome": outcome.value, "s3_event": request.object_key is not None}
+        )
+        metrics.add_metric(name=f"Documents{outcome.value.capitalize()}", unit=MetricUnit.Count, value=1)
+        outcomes.append(outcome.value)
+    return ",".join(outcomes) or "ignored"
 
 
 @metrics.log_metrics

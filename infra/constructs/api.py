@@ -40,6 +40,7 @@ ROUTES: dict[str, list[tuple[str, str]]] = {
     ],
     "documents": [
         ("POST", "/api/v1/documents"),
+        ("POST", "/api/v1/documents/uploads"),
         ("GET", "/api/v1/documents"),
         ("GET", "/api/v1/documents/{id}"),
         ("DELETE", "/api/v1/documents/{id}"),

@@ -104,16 +104,17 @@ class RouteTable:
     def match(self, method: str, path: str) -> RouteMatch:
         segments = [s for s in path.split("/") if s]
         method = method.upper()
-        allowed: list[str] = []
         for template in self._templates:
             params = template.match(segments)
             if params is None:
                 continue
+            # The most specific resource is the one (API Gateway picks the resource, then the method):
+            # GET /documents/uploads is not GET /documents/{id} with id "uploads".
+            allowed: list[str] = []
             for route in self._by_path[template.path]:
                 if route.method in (method, "ANY"):
                     return RouteMatch(MatchStatus.FOUND, route, params)
                 allowed.append(route.method)
-        if allowed:
             return RouteMatch(MatchStatus.METHOD_NOT_ALLOWED, allowed_methods=tuple(sorted(set(allowed))))
         return RouteMatch(MatchStatus.NOT_FOUND)
 

@@ -1,7 +1,7 @@
 """The `--env-vars` file for `sam local`, written by the local stack when it serves PostgreSQL over TCP.
 
 `sam local start-api|invoke --env-vars <DATA_DIR>/sam-env.json` then runs the functions of
-template-local.yaml in containers against this stack's database, JWT secret and queue. The committed
+template-local.yaml in containers against this stack's database, JWT secret, queue and bucket. The committed
 example (infra/sam/env.example.json) has the same shape with placeholder values.
 """
 
@@ -16,7 +16,7 @@ FILE_NAME = "sam-env.json"
 
 
 def sam_env_vars(
-    *, database_url: str, migration_database_url: str, jwt_secret: str, queue_url: str
+    *, database_url: str, migration_database_url: str, jwt_secret: str, queue_url: str, upload_bucket: str
 ) -> dict[str, dict[str, str]]:
     """SAM's format: "Parameters" applies to every function, a logical id to that function only.
     Only variables the template declares can be set this way."""
@@ -25,6 +25,7 @@ def sam_env_vars(
             "DATABASE_URL": database_url,
             "JWT_SECRET": jwt_secret,
             "QUEUE_URL": queue_url,
+            "UPLOAD_BUCKET": upload_bucket,
         },
         # Only the migrate function may connect as the schema owner.
         "MigrateFunction": {"MIGRATION_DATABASE_URL": migration_database_url},

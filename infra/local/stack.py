@@ -88,6 +88,7 @@ class LocalStack:
     def __post_init__(self) -> None:
         self.url: str | None = None
         self.queue_urls: dict[str, str] = {}
+        self.bucket_names: dict[str, str] = {}
         self.tcp_database_urls: dict[str, str] = {}
         self.functions: dict[str, LocalFunction] = {}
         self._database: Any = None
@@ -171,6 +172,21 @@ class LocalStack:
 
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=region)
         self.queue_urls = _ensure_queues(sqs, template, stage)
+        # The upload bucket, notifying the ingest queue as in AWS (moto's S3 sends those events itself).
+        from botocore.config import Config
+
+        from .s3 import ensure_buckets
+
+        s3 = boto3.client(
+            "s3", endpoint_url=endpoint, region_name=region, config=Config(signature_version="s3v4")
+        )
+        queue_arns = {
+            name: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            for name, url in self.queue_urls.items()
+        }
+        self.bucket_names = ensure_buckets(s3, template, name_prefix=f"rag-{stage}", queue_arns=queue_arns)
 
         # A function whose handler is a start script (run.sh) runs under the Lambda Web Adapter in AWS:
         # here its ASGI app is served directly (asgi_routes below), with neither a handler to load nor
@@ -189,7 +205,9 @@ class LocalStack:
         )
         merged: dict[str, str] = {}
         for fn in specs.values():
-            for key, value in resolve_environment(template, fn, overrides, self.queue_urls).items():
+            for key, value in resolve_environment(
+                template, fn, overrides, {**self.queue_urls, **self.bucket_names}
+            ).items():
                 if merged.get(key, value) != value:
                     log.warning(
                         "%s sets %s differently from another function; one process, first value wins",
@@ -200,7 +218,7 @@ class LocalStack:
         # All functions share this process, so they share one environment.
         if not user_endpoint:
             merged.pop("AWS_ENDPOINT_URL", None)
-        self._setenv(**{**merged, "AWS_ENDPOINT_URL_SQS": endpoint})
+        self._setenv(**{**merged, "AWS_ENDPOINT_URL_SQS": endpoint, "AWS_ENDPOINT_URL_S3": endpoint})
         if "POWERTOOLS_TRACE_DISABLED" not in env:
             self._setenv(POWERTOOLS_TRACE_DISABLED="true")  # no X-Ray daemon here
         self._setenv(**{key: value for key, value in LOCAL_REAPER_BOUNDS.items() if key not in env})
@@ -268,21 +286,26 @@ class LocalStack:
                 migration_database_url=self.tcp_database_urls["MIGRATION_DATABASE_URL"],
                 jwt_secret=jwt_secret,
                 queue_url=queue_url,
+                upload_bucket=self.bucket_names.get("UploadBucket", ""),
             ),
         )
         log.info("for sam local: --env-vars %s --parameter-overrides AwsEndpointUrl=%s", path, endpoint)
 
     def _start_moto(self) -> str:
-        from moto.server import ThreadedMotoServer
+        from .s3 import LocalAwsServer
 
-        # Dummy credentials: boto3 refuses to sign without some, and moto accepts any.
+        # Dummy credentials: boto3 refuses to sign without some, and moto accepts any. The endpoint checks
+        # presigned URLs (upload URLs) against them, as S3 checks them against the signer's keys.
         if not self.environ.get("AWS_ACCESS_KEY_ID"):
             self._setenv(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._moto.start()
-        host, port = self._moto.get_host_and_port()
-        log.info("moto SQS endpoint on http://%s:%s", host, port)
-        return f"http://{host}:{port}"
+        self._moto = LocalAwsServer(
+            "127.0.0.1",
+            0,
+            secrets={self.environ["AWS_ACCESS_KEY_ID"]: self.environ.get("AWS_SECRET_ACCESS_KEY", "")},
+        )
+        url = self._moto.start()
+        log.info("moto SQS and S3 endpoint on %s", url)
+        return url
 
     def _serve(self, app: Gateway) -> str:
         import uvicorn

@@ -167,6 +167,20 @@ def apply_suppressions(stack: RagPlatformStack) -> None:
         ],
     )
 
+    # --- upload bucket ------------------------------------------------------------------------------
+    objects = f"Resource::<{stack.get_logical_id(stack.storage.bucket.node.default_child)}.Arn>/*/*"
+    for service, reason in (
+        (
+            "documents",
+            "Upload URLs are presigned for <org_id>/<document_id> of any tenant, so the documents function "
+            "may put (and, deleting a document, delete) any upload object; object keys have no other shape.",
+        ),
+        ("ingest", "The ingest function reads the upload of any tenant's document (keys <org>/<document>)."),
+    ):
+        NagSuppressions.add_resource_suppressions(
+            stack.functions[service].function, [_s("IAM5", reason, [objects])], apply_to_children=True
+        )
+
     # --- web console (static site) -------------------------------------------------------------------
     NagSuppressions.add_resource_suppressions(
         stack.site.distribution,
@@ -193,6 +207,25 @@ def apply_suppressions(stack: RagPlatformStack) -> None:
 
     # --- CDK framework functions ---------------------------------------------------------------------
     for child in stack.node.children:
+        if child.node.id.startswith("BucketNotificationsHandler"):
+            NagSuppressions.add_resource_suppressions(
+                child,
+                [
+                    _s(
+                        "IAM4",
+                        "CDK's bucket-notifications helper (configures the upload bucket's events to the "
+                        "ingest queue at deploy time) uses the basic Lambda execution policy.",
+                        [BASIC_EXECUTION],
+                    ),
+                    _s(
+                        "IAM5",
+                        "CDK's bucket-notifications helper puts the notification configuration of the "
+                        "bucket it is given; CDK scopes it with a wildcard resource.",
+                        ["Resource::*"],
+                    ),
+                ],
+                apply_to_children=True,
+            )
         if child.node.id.startswith("Custom::CDKBucketDeployment"):
             NagSuppressions.add_resource_suppressions(
                 child,

@@ -175,6 +175,7 @@ class RagPlatformStack(Stack):
             **self.database.app_environment(),
             "JWT_SECRET_ARN": self.jwt_secret.secret_arn,
             "QUEUE_URL": self.ingestion.queue.queue_url,
+            "UPLOAD_BUCKET": self.storage.bucket.bucket_name,
             "EMBEDDING_PROVIDER": cfg.embedding_provider,
             "GENERATION_PROVIDER": cfg.generation_provider,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -200,7 +201,7 @@ class RagPlatformStack(Stack):
         }
         descriptions = {
             "auth": "register, login, users, API keys",
-            "documents": "document CRUD; queues ingestion",
+            "documents": "document CRUD, upload URLs; queues ingestion",
             "query": "synchronous answers, health",
             "ingest": "SQS batches: extract, chunk, embed, store",
             "migrate": "applies SQL migrations (CDK Trigger), maintains tenant vector indexes",
@@ -273,6 +274,9 @@ class RagPlatformStack(Stack):
                 self.openai_secret.grant_read(fn.function)
             self._grant_bedrock(service, fn)
         self.ingestion.queue.grant_send_messages(self.functions["documents"].function)
+        self.storage.allow_uploads(self.functions["documents"].function)
+        self.storage.allow_ingest(self.functions["ingest"].function)
+        self.storage.notify(self.ingestion.queue)
         self.ingestion.connect(
             self.functions["ingest"],
             batch_size=cfg.ingest_batch_size,

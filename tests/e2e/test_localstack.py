@@ -116,3 +116,42 @@ def test_upload_ready_query_against_localstack(localstack_stack):
     )
     names = {queue_url.rsplit("/", 1)[1] for queue_url in sqs.list_queues().get("QueueUrls", [])}
     assert {"rag-local-IngestQueue", "rag-local-IngestDeadLetterQueue"} <= names
+
+
+def test_a_file_uploaded_to_localstack_s3_is_ingested_from_its_event(localstack_stack):
+    url, localstack = localstack_stack
+    session = register(url, "LocalstackFiles")
+    data = DOCUMENT.encode()
+    created = session.post(
+        f"{url}/api/v1/documents/uploads",
+        json={"name": "bakery.md", "content_type": "text/markdown", "size": len(data)},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    document, target = created.json()["document"], created.json()["upload"]
+    assert target["url"].startswith(localstack), target["url"]  # LocalStack's S3, not an embedded moto
+    put = requests.put(target["url"], data=data, headers=target["headers"], timeout=30)
+    assert put.status_code == 200, put.text
+
+    deadline = time.monotonic() + INGEST_TIMEOUT
+    while document["status"] not in ("ready", "failed"):
+        assert time.monotonic() < deadline, f"document still {document['status']} after {INGEST_TIMEOUT}s"
+        time.sleep(0.5)
+        document = session.get(f"{url}/api/v1/documents/{document['id']}", timeout=30).json()["document"]
+    assert document["status"] == "ready", document
+    body = session.post(f"{url}/api/v1/query/sync", json={"question": QUESTION}, timeout=60).json()
+    assert body["sources"][0]["document_id"] == document["id"]
+
+    assert session.delete(f"{url}/api/v1/documents/{document['id']}", timeout=30).status_code == 204
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=localstack,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    key = f"{created.json()['document']['id']}"
+    listed = s3.list_object_versions(Bucket="rag-local-uploadbucket")
+    assert not any(
+        key in item["Key"] for item in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]
+    )

@@ -73,3 +73,46 @@ def test_conversation_example_runs_as_written(base_url):
     assert stored["conversation"]["turn_count"] == 2
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant", "user", "assistant"]
     assert stored["messages"][3]["sources"] == follow_up["sources"]
+
+
+def file_upload_script() -> str:
+    """The quick start's second block (a file upload), which runs after the first (API, TOKEN)."""
+    section = README.read_text().split("## Quick start", 1)[1]
+    return re.findall(r"```bash\n(.*?)```", section, re.S)[1]
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the quick start uses curl")
+def test_quick_start_file_upload_runs_as_written(base_url, tmp_path):
+    script = (quick_start_script() + file_upload_script()).replace(
+        f"API={DEFAULT_API}", f"API={base_url}/api/v1"
+    )
+    # An account of its own, whichever of the README tests runs first.
+    script = script.replace("ada@acme.test", f"ada-{uuid.uuid4().hex[:8]}@acme.test")
+    runs = [
+        subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    documents = [
+        json.loads(line)["document"]
+        for run in runs
+        for line in run.stdout.splitlines()
+        if line.startswith('{"document"') and json.loads(line)["document"]["name"] == "expenses.md"
+    ]
+    first, second = documents
+    assert first["status"] == "ready" and first["content_type"] == "text/markdown", first
+    # Run again: the same bytes are a duplicate of the first upload, and nothing is embedded twice.
+    assert second["status"] == "failed" and second["duplicate_of"] == first["id"], second
+    for run in runs:
+        answer = json.loads([line for line in run.stdout.splitlines() if line.startswith('{"answer"')][-1])
+        assert "45 euros" in answer["answer"]
+        assert answer["sources"][0]["document_name"] == "expenses.md"
+        assert answer["sources"][0]["headings"] == ["Expenses", "Meals"]

@@ -23,6 +23,7 @@ COMMON_KEYS = {
     "DB_APP_ROLE",
     "JWT_SECRET_ARN",
     "QUEUE_URL",
+    "UPLOAD_BUCKET",
     "EMBEDDING_PROVIDER",
     "GENERATION_PROVIDER",
     "POWERTOOLS_SERVICE_NAME",
@@ -525,6 +526,48 @@ def test_upload_bucket_is_private_encrypted_and_expires_junk(dev):
         if mentions(p["Properties"]["Bucket"], ref_of(dev, dev.stack.storage.bucket))
     ]
     assert "aws:SecureTransport" in json.dumps(policies)
+
+
+def _s3_actions(synth, service) -> dict[str, set[str]]:
+    """The S3 actions granted to a function, by resource (as JSON text)."""
+    granted: dict[str, set[str]] = {}
+    for statement in statements_of(synth, service):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        s3_actions = {a for a in actions if a.startswith("s3:")}
+        if s3_actions:
+            granted.setdefault(json.dumps(statement["Resource"], sort_keys=True), set()).update(s3_actions)
+    return granted
+
+
+def test_upload_bucket_notifies_the_ingest_queue_and_grants_are_least_privilege(dev):
+    bucket = ref_of(dev, dev.stack.storage.bucket)
+    queue = ref_of(dev, dev.stack.ingestion.queue)
+    (notifications,) = dev.resources("Custom::S3BucketNotifications").values()
+    configuration = notifications["Properties"]["NotificationConfiguration"]
+    (target,) = configuration["QueueConfigurations"]
+    assert target["Events"] == ["s3:ObjectCreated:*"] and mentions(target["QueueArn"], queue)
+    assert mentions(notifications["Properties"]["BucketName"], bucket)
+    # S3 may send to the queue, for this bucket only.
+    policies = [p for p in dev.resources("AWS::SQS::QueuePolicy").values() if mentions(p, queue)]
+    statement = json.dumps(policies)
+    assert "s3.amazonaws.com" in statement and "aws:SourceArn" in statement and bucket in statement
+
+    for service in ("documents", "ingest"):
+        assert env_of(dev, service)["UPLOAD_BUCKET"] == {"Ref": bucket}
+    documents, ingest = _s3_actions(dev, "documents"), _s3_actions(dev, "ingest")
+    assert set().union(*documents.values()) == {
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:ListBucketVersions",
+    }
+    assert set().union(*ingest.values()) == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
+    for service in ("auth", "query", "reaper", "migrate"):
+        assert _s3_actions(dev, service) == {}, service
+    # Browsers may PUT from the configured origins (the console's is always one), and do nothing else.
+    (rule,) = dev.template["Resources"][bucket]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert rule["AllowedMethods"] == ["PUT"]
+    assert "*" not in json.dumps(rule["AllowedOrigins"])
 
 
 def test_outputs(dev):

@@ -27,6 +27,7 @@ from infra.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
+UPLOAD_BUCKET = "test-uploadbucket"  # what infra.local.s3.ensure_buckets names UploadBucket
 
 
 @dataclass
@@ -176,6 +177,10 @@ def platform(tmp_path_factory):
         queue_url = urls[ingest_source.queue]
         dlq_url = urls[template.queues[ingest_source.queue].dead_letter_queue]
         env.setenv("QUEUE_URL", queue_url)
+        # The upload bucket exists for every test (upload URLs are signed without any request); the
+        # upload tests serve it over HTTP and connect its notifications to the queue (test_uploads.py).
+        env.setenv("UPLOAD_BUCKET", UPLOAD_BUCKET)
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=UPLOAD_BUCKET)
         reset_settings()
         apply_migrations(owner_url)
         from ragcore.queue import get_ingest_queue
@@ -184,4 +189,7 @@ def platform(tmp_path_factory):
         yield Platform(queue_url, dlq_url, owner_url)
         db.close_pool()
         get_ingest_queue.cache_clear()
+        from ragcore.storage import get_object_store
+
+        get_object_store.cache_clear()
     reset_settings()

@@ -94,6 +94,13 @@ def _routes(doc_id: str, user_id: str, key_id: str) -> list[tuple[str, str, dict
         ("GET", "/api/v1/documents", None, 200, 1),
         ("GET", f"/api/v1/documents/{doc_id}", None, 200, 1),
         ("POST", "/api/v1/documents", {"name": "n.txt", "content": "Some text to ingest."}, 202, 1),
+        (
+            "POST",
+            "/api/v1/documents/uploads",
+            {"name": "n.pdf", "content_type": "application/pdf", "size": 9},
+            201,
+            1,
+        ),
         ("POST", f"/api/v1/documents/{doc_id}/reingest", None, 202, 1),
         ("DELETE", f"/api/v1/documents/{doc_id}", None, 204, 1),
         ("GET", "/api/v1/users", None, 200, 2),

@@ -116,11 +116,12 @@ def test_env_vars_files_only_set_what_the_template_declares(source, tmp_path):
                 migration_database_url="postgresql://postgres@127.0.0.1:5433/rag",
                 jwt_secret="s" * 48,
                 queue_url="http://127.0.0.1:4566/queue/us-east-1/000000000000/rag-local-IngestQueue",
+                upload_bucket="rag-local-uploadbucket",
             ),
         )
         assert path.stat().st_mode & 0o077 == 0  # it holds the JWT secret
         values = json.loads(path.read_text())
-    assert set(values["Parameters"]) == {"DATABASE_URL", "JWT_SECRET", "QUEUE_URL"}
+    assert set(values["Parameters"]) == {"DATABASE_URL", "JWT_SECRET", "QUEUE_URL", "UPLOAD_BUCKET"}
     for function in template.functions:
         assert set(values["Parameters"]) <= _declared(template, function), function
     for function, variables in values.items():

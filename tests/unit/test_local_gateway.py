@@ -64,6 +64,13 @@ def test_literal_segment_beats_parameter():
     assert ROUTES.match("GET", "/api/v1/documents/search").route.function == "Search"
 
 
+def test_the_literal_resource_decides_the_methods_without_falling_back_to_a_parameter():
+    # As API Gateway: /documents/search is its own resource; DELETE there is not DELETE /documents/{id}.
+    match = ROUTES.match("DELETE", "/api/v1/documents/search")
+    assert match.status is MatchStatus.METHOD_NOT_ALLOWED
+    assert match.allowed_methods == ("GET",)
+
+
 def test_greedy_parameter_takes_the_rest_and_any_method():
     match = ROUTES.match("PATCH", "/files/a/b/c.txt")
     assert match.route.function == "Files"
@@ -360,6 +367,7 @@ def test_template_routes_are_the_documented_api():
         ("GET", "/api/v1/api-keys"): "AuthFunction",
         ("DELETE", "/api/v1/api-keys/{id}"): "AuthFunction",
         ("POST", "/api/v1/documents"): "DocumentsFunction",
+        ("POST", "/api/v1/documents/uploads"): "DocumentsFunction",
         ("GET", "/api/v1/documents"): "DocumentsFunction",
         ("GET", "/api/v1/documents/{id}"): "DocumentsFunction",
         ("DELETE", "/api/v1/documents/{id}"): "DocumentsFunction",
@@ -403,10 +411,14 @@ def test_environment_resolution_fills_local_values_and_keeps_literals():
         "AWS_ENDPOINT_URL": "http://x",
     }
     env = resolve_environment(
-        template, template.functions["DocumentsFunction"], overrides, {"IngestQueue": "http://x/1/q"}
+        template,
+        template.functions["DocumentsFunction"],
+        overrides,
+        {"IngestQueue": "http://x/1/q", "UploadBucket": "rag-local-uploadbucket"},
     )
     assert env["DATABASE_URL"] == "postgresql://app@/rag"
     assert env["QUEUE_URL"] == "http://x/1/q"
+    assert env["UPLOAD_BUCKET"] == "rag-local-uploadbucket"
     assert env["DB_APP_ROLE"] == "rag_app"
     assert env["EMBEDDING_PROVIDER"] == "local"  # the parameter's default
     assert "MIGRATION_DATABASE_URL" not in env  # the owner's URL goes to the migrate function only
@@ -414,7 +426,7 @@ def test_environment_resolution_fills_local_values_and_keeps_literals():
         template,
         template.functions["MigrateFunction"],
         {**overrides, "MIGRATION_DATABASE_URL": "o"},
-        {"IngestQueue": "q"},
+        {"IngestQueue": "q", "UploadBucket": "b"},
     )
     assert migrate["MIGRATION_DATABASE_URL"] == "o"
 
@@ -423,4 +435,6 @@ def test_environment_values_the_stack_cannot_evaluate_are_an_error_naming_the_ke
     template = load_template(REPO / "template-local.yaml")
     # AWS_ENDPOINT_URL is an Fn::If in the template: without a local value it must not be guessed.
     with pytest.raises(TemplateError, match="AWS_ENDPOINT_URL"):
-        resolve_environment(template, template.functions["AuthFunction"], {}, {"IngestQueue": "q"})
+        resolve_environment(
+            template, template.functions["AuthFunction"], {}, {"IngestQueue": "q", "UploadBucket": "b"}
+        )

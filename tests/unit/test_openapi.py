@@ -21,6 +21,7 @@ def test_every_documented_route_is_described():
         ("get", "/api/v1/api-keys"),
         ("delete", "/api/v1/api-keys/{key_id}"),
         ("post", "/api/v1/documents"),
+        ("post", "/api/v1/documents/uploads"),
         ("get", "/api/v1/documents"),
         ("get", "/api/v1/documents/{document_id}"),
         ("delete", "/api/v1/documents/{document_id}"),

@@ -16,8 +16,8 @@ class FakeSource:
         self.asked = None
         self.purged_older_than = None
 
-    def take(self, pending_after, processing_after, max_requeues, max_attempts, limit):
-        self.asked = (pending_after, processing_after, max_requeues, max_attempts, limit)
+    def take(self, pending_after, processing_after, max_requeues, max_attempts, limit, upload_grace):
+        self.asked = (pending_after, processing_after, max_requeues, max_attempts, limit, upload_grace)
         return self.stale
 
     def purge_throttle(self, older_than_seconds):
@@ -55,7 +55,7 @@ def test_the_reaper_resends_what_it_may_and_reports_the_rest():
     report = reap(source=source, queue=queue, settings=settings)
     assert queue.sent == [(org, again)]
     assert (report.requeued, report.unsent, report.failed) == ([again], [lost], [gone])
-    assert source.asked == (900, 2100, 3, 3, 500)
+    assert source.asked == (900, 2100, 3, 3, 500, 300)
     # Throttle rows are kept a day past the longest window.
     assert source.purged_older_than == 3600 + 86_400 and report.purged_throttle_rows == 3
 

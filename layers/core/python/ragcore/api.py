@@ -29,6 +29,7 @@ from .errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from .extractors import SUPPORTED_CONTENT_TYPES
 from .observability import logger
 
 HTTP_STATUS: dict[type[RagError], int] = {
@@ -195,6 +196,19 @@ class CreateApiKeyRequest(StrictModel):
 class CreateDocumentRequest(StrictModel):
     name: str = Field(min_length=1, max_length=512, pattern=NO_NUL_PATTERN)
     content: str = Field(pattern=NOT_BLANK_PATTERN)
+    metadata: dict[str, Any] | None = None
+
+
+class CreateUploadRequest(StrictModel):
+    name: str = Field(min_length=1, max_length=512, pattern=NOT_BLANK_PATTERN)
+    content_type: Literal[SUPPORTED_CONTENT_TYPES] = Field(  # type: ignore[valid-type]
+        description="The file's media type, sent unchanged as the PUT's Content-Type (it is signed)"
+    )
+    # Strict: "1024" and 1024.0 are refused rather than coerced. The byte limit (MAX_UPLOAD_BYTES) is
+    # checked by ragcore.documents.create_upload: 413 above it.
+    size: int = Field(
+        ge=1, strict=True, description="The file's exact length in bytes, signed as the PUT's Content-Length"
+    )
     metadata: dict[str, Any] | None = None
 
 

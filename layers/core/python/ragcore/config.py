@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     reaper_max_requeues: int = Field(default=3, ge=0)
     reaper_batch_size: int = Field(default=500, ge=1)
 
+    # Uploaded files (POST /documents/uploads; their byte limit is extract_max_bytes): the bucket, how
+    # long a presigned PUT stays valid, and how long past a URL's expiry a document still waiting for its
+    # file is given (a PUT begun just before expiry may still be arriving) before the reaper has the
+    # bucket checked and, when the object is not there, the document failed.
+    upload_bucket: str = ""
+    upload_url_expiry_seconds: int = Field(default=900, ge=60, le=604800)
+    upload_grace_seconds: int = Field(default=300, ge=0)
+
     # Providers.
     embedding_provider: Literal["local", "openai", "bedrock"] = "local"
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"

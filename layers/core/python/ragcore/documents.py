@@ -1,4 +1,5 @@
-"""Documents of a tenant: create (and enqueue for ingestion), list, get, delete, re-ingest."""
+"""Documents of a tenant: create (and enqueue for ingestion), upload as a file, list, get, delete,
+re-ingest."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from .auth import Principal
 from .config import get_settings
 from .db import tenant_transaction
 from .errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge
+from .extractors import SUPPORTED_CONTENT_TYPES
 from .queue import IngestQueue, get_ingest_queue
+from .storage import ObjectStore, get_object_store, object_key
 
 STATUSES = ("pending", "processing", "ready", "failed")
 # Lambda takes at most 6,291,456 bytes of event, and the content arrives escaped twice: once as a JSON
@@ -25,7 +28,10 @@ STATUSES = ("pending", "processing", "ready", "failed")
 # content's share; a document over it is refused with 413 whatever its raw size.
 LAMBDA_PAYLOAD_BYTES = 6_291_456
 MAX_CONTENT_IN_EVENT_BYTES = LAMBDA_PAYLOAD_BYTES - 256 * 1024
-_COLUMNS = "id, name, status, error, chunk_count, content_hash, metadata, created_at, updated_at"
+_COLUMNS = (
+    "id, name, status, error, chunk_count, content_hash, metadata, created_at, updated_at, "
+    "content_type, size_bytes, duplicate_of"
+)
 
 
 def content_hash(content: str) -> str:
@@ -48,6 +54,11 @@ def document_view(row: dict[str, Any]) -> dict[str, Any]:
         "chunk_count": row["chunk_count"],
         "content_hash": row["content_hash"],
         "metadata": row["metadata"],
+        # Uploaded files only (null for text documents): the declared type and size, and the document
+        # whose identical bytes were already ingested when this one is a duplicate.
+        "content_type": row["content_type"],
+        "size": row["size_bytes"],
+        "duplicate_of": str(row["duplicate_of"]) if row["duplicate_of"] else None,
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
@@ -155,15 +166,23 @@ def get_document(principal: Principal, document_id: uuid.UUID) -> dict[str, Any]
     return document_view(row)
 
 
-def delete_document(principal: Principal, document_id: uuid.UUID) -> None:
-    """Delete a document and its chunks (admin users, and write and admin API keys)."""
+def delete_document(principal: Principal, document_id: uuid.UUID, store: ObjectStore | None = None) -> None:
+    """Delete a document, its chunks and its uploaded file (admin users, and write and admin API keys).
+
+    The file goes first, inside the transaction that holds the row locked: if S3 refuses, the row stays
+    (ServiceUnavailable, try again) rather than leaving a file that nothing points to.
+    """
     principal.require("manage_documents")
     with tenant_transaction(principal.org_id) as conn:
-        deleted = conn.execute(
-            "DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
-        ).rowcount
-    if not deleted:
-        raise NotFound("document not found")
+        row = conn.execute(
+            "SELECT object_key FROM documents WHERE org_id = %s AND id = %s FOR UPDATE",
+            (principal.org_id, document_id),
+        ).fetchone()
+        if row is None:
+            raise NotFound("document not found")
+        if row["object_key"]:
+            (store or get_object_store()).delete(row["object_key"])
+        conn.execute("DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id))
 
 
 def reingest_document(
@@ -194,3 +213,50 @@ def reingest_document(
             )
         raise
     return document_view(row)
+
+
+def create_upload(
+    principal: Principal,
+    name: str,
+    content_type: str,
+    size: int,
+    metadata: dict[str, Any] | None = None,
+    store: ObjectStore | None = None,
+) -> dict[str, Any]:
+    """Register a file upload: the document (``pending``, waiting for its file) and a presigned PUT.
+
+    The type and size are checked before anything is stored; the URL binds the key, type and exact
+    length and expires after ``upload_url_expiry_seconds``. The S3 event of the PUT starts ingestion;
+    a URL never used leaves the document to the reaper, which fails it once the URL has expired.
+    """
+    principal.require("write_documents")
+    settings = get_settings()
+    if content_type not in SUPPORTED_CONTENT_TYPES:
+        raise InvalidInput(f"content_type must be one of {', '.join(SUPPORTED_CONTENT_TYPES)}")
+    if size < 1:
+        raise InvalidInput("size must be at least 1 byte")
+    if size > settings.extract_max_bytes:
+        raise PayloadTooLarge(f"the file is {size} bytes; the limit is {settings.extract_max_bytes}")
+    store = store or get_object_store()
+    document_id = uuid.uuid4()
+    key = object_key(principal.org_id, document_id)
+    expires_in = settings.upload_url_expiry_seconds
+    with tenant_transaction(principal.org_id) as conn:
+        row = conn.execute(
+            f"""INSERT INTO documents (id, org_id, name, content, metadata, object_key, content_type,
+                                       size_bytes, upload_expires_at)
+                VALUES (%s, %s, %s, '', %s, %s, %s, %s, now() + make_interval(secs => %s))
+                RETURNING {_COLUMNS}, upload_expires_at""",
+            (document_id, principal.org_id, name, Jsonb(metadata or {}), key, content_type, size, expires_in),
+        ).fetchone()
+        # Signed inside the transaction: should signing fail, no document is left waiting for a file.
+        presigned = store.presign_put(key, content_type, size, expires_in)
+    return {
+        "document": document_view(row),
+        "upload": {
+            "method": "PUT",
+            "url": presigned.url,
+            "headers": presigned.headers,
+            "expires_at": row["upload_expires_at"].isoformat(),
+        },
+    }

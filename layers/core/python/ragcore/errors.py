@@ -84,3 +84,9 @@ class ExtractionFailed(RagError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class StoredObjectMissing(RagError):
+    """An uploaded file is not (or no longer) in the bucket. Never an HTTP answer: ingestion handles it."""
+
+    code = "object_missing"

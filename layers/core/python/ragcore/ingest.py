@@ -10,9 +10,11 @@ so that delivery still happens even when the worker crashed on every earlier att
 from __future__ import annotations
 
 import enum
+import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
@@ -22,14 +24,17 @@ from .chunking import Chunk, LocatedText, chunk_sections
 from .config import Settings, get_settings
 from .db import tenant_transaction
 from .embeddings import Embedder, embed_in_batches, get_embedder
-from .errors import ExtractionFailed
+from .errors import ExtractionFailed, PayloadTooLarge, StoredObjectMissing
 from .extractors import Section
+from .storage import ObjectStore, get_object_store
 
 
 class Outcome(enum.Enum):
     READY = "ready"
     SKIPPED = "skipped"  # already ingested from this content, or deleted meanwhile
     FAILED = "failed"
+    DUPLICATE = "duplicate"  # identical bytes already ingested in the organisation: nothing embedded
+    WAITING = "waiting"  # an upload whose file has not arrived (and whose URL is still valid)
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,23 @@ class ClaimedDocument:
     org_id: uuid.UUID
     document_id: uuid.UUID
     content: str
-    content_hash: str
+    content_hash: str | None
     attempts: int
+    # Uploaded files: where the bytes are, and what the client declared them to be.
+    object_key: str | None = None
+    content_type: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """An uploaded file's document as ingestion first sees it."""
+
+    object_key: str
+    awaiting: bool  # still waiting for the file (no S3 event or check has found it yet)
+    expires_at: datetime
+    expired: bool
+    status: str = "pending"
 
 
 class PermanentIngestError(Exception):
@@ -54,6 +74,12 @@ class DocumentStore(Protocol):
 
     def mark_failed(self, org_id: uuid.UUID, document_id: uuid.UUID, reason: str) -> None: ...
 
+    def upload_state(self, org_id: uuid.UUID, document_id: uuid.UUID) -> UploadState | None: ...
+
+    def mark_uploaded(self, org_id: uuid.UUID, document_id: uuid.UUID) -> None: ...
+
+    def record_file_hash(self, doc: ClaimedDocument, sha256: str) -> uuid.UUID | None: ...
+
 
 class PgDocumentStore:
     """DocumentStore over PostgreSQL, each step in its own tenant transaction."""
@@ -66,18 +92,34 @@ class PgDocumentStore:
                    SET status = 'processing', attempts = attempts + 1, error = NULL, updated_at = now()
                    WHERE org_id = %s AND id = %s
                      AND (ingested_hash IS DISTINCT FROM content_hash OR status <> 'ready')
-                   RETURNING content, content_hash, attempts""",
+                     AND (object_key IS NULL OR uploaded_at IS NOT NULL)
+                   RETURNING content, content_hash, attempts, object_key, content_type, name""",
                 (org_id, document_id),
             ).fetchone()
         if row is None:
             return None
-        return ClaimedDocument(org_id, document_id, row["content"], row["content_hash"], row["attempts"])
+        return ClaimedDocument(
+            org_id,
+            document_id,
+            row["content"],
+            row["content_hash"],
+            row["attempts"],
+            object_key=row["object_key"],
+            content_type=row["content_type"],
+            name=row["name"],
+        )
 
     def save_chunks(
         self, doc: ClaimedDocument, chunks: Sequence[Chunk], vectors: np.ndarray, model: str
     ) -> bool:
         """Replace the document's chunks and mark it ready, atomically; False if it vanished or changed."""
         with tenant_transaction(doc.org_id) as conn:
+            if doc.object_key is not None and doc.content_hash is not None:
+                _lock_hash(conn, doc.org_id, doc.content_hash)
+                if _ready_original(conn, doc.org_id, doc.document_id, doc.content_hash) is not None:
+                    # An identical file became ready while this one was being embedded: the caller
+                    # records this one as its duplicate instead.
+                    return False
             current = conn.execute(
                 "SELECT content_hash FROM documents WHERE org_id = %s AND id = %s FOR UPDATE",
                 (doc.org_id, doc.document_id),
@@ -126,6 +168,62 @@ class PgDocumentStore:
                 (reason[:1000], org_id, document_id),
             )
 
+    def upload_state(self, org_id: uuid.UUID, document_id: uuid.UUID) -> UploadState | None:
+        """The document's upload, or None for a text document (or no document at all)."""
+        with tenant_transaction(org_id) as conn:
+            row = conn.execute(
+                """SELECT object_key, upload_expires_at, upload_expires_at <= now() AS expired,
+                          (status = 'pending' AND uploaded_at IS NULL) AS awaiting, status
+                   FROM documents WHERE org_id = %s AND id = %s AND object_key IS NOT NULL""",
+                (org_id, document_id),
+            ).fetchone()
+        if row is None:
+            return None
+        return UploadState(
+            row["object_key"], row["awaiting"], row["upload_expires_at"], row["expired"], row["status"]
+        )
+
+    def mark_uploaded(self, org_id: uuid.UUID, document_id: uuid.UUID) -> None:
+        """The file is in the bucket: from now on the document is ingested like any other."""
+        with tenant_transaction(org_id) as conn:
+            conn.execute(
+                """UPDATE documents SET uploaded_at = now(), updated_at = now()
+                   WHERE org_id = %s AND id = %s AND uploaded_at IS NULL""",
+                (org_id, document_id),
+            )
+
+    def record_file_hash(self, doc: ClaimedDocument, sha256: str) -> uuid.UUID | None:
+        """Store the hash of the file's bytes; when another document of the organisation was already
+        ingested from identical bytes, mark this one its duplicate (``failed``, nothing embedded) and
+        return the original's id.
+
+        Serialised per (organisation, hash) with a transaction-level advisory lock, taken again when the
+        chunks are saved, so two identical files ingested at once cannot both be embedded.
+        """
+        with tenant_transaction(doc.org_id) as conn:
+            _lock_hash(conn, doc.org_id, sha256)
+            original = _ready_original(conn, doc.org_id, doc.document_id, sha256)
+            if original is None:
+                conn.execute(
+                    """UPDATE documents SET content_hash = %s, duplicate_of = NULL
+                       WHERE org_id = %s AND id = %s""",
+                    (sha256, doc.org_id, doc.document_id),
+                )
+                return None
+            conn.execute(
+                """UPDATE documents SET content_hash = %s, duplicate_of = %s, status = 'failed',
+                          chunk_count = 0, ingested_hash = NULL, updated_at = now(),
+                          error = format('duplicate of document %%s (%%s): identical bytes were already '
+                                         'ingested, nothing was embedded again', %s::text, %s::text)
+                   WHERE org_id = %s AND id = %s""",
+                (sha256, original["id"], original["id"], original["name"], doc.org_id, doc.document_id),
+            )
+            conn.execute(
+                "DELETE FROM document_chunks WHERE org_id = %s AND document_id = %s",
+                (doc.org_id, doc.document_id),
+            )
+            return original["id"]
+
 
 def chunk_document(embedder: Embedder, sections: Sequence[LocatedText], settings: Settings) -> list[Chunk]:
     """Chunks of a document's sections sized for ``embedder`` under the configured window, each with its
@@ -148,21 +246,110 @@ def chunk_for(embedder: Embedder, content: str, settings: Settings) -> list[Chun
     return chunk_document(embedder, [Section(content)], settings)
 
 
+def _lock_hash(conn, org_id: uuid.UUID, sha256: str) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"upload:{org_id}:{sha256}",))
+
+
+def _ready_original(conn, org_id: uuid.UUID, document_id: uuid.UUID, sha256: str):
+    return conn.execute(
+        """SELECT id, name FROM documents
+           WHERE org_id = %s AND content_hash = %s AND status = 'ready' AND duplicate_of IS NULL
+             AND id <> %s
+           ORDER BY created_at, id LIMIT 1""",
+        (org_id, sha256, document_id),
+    ).fetchone()
+
+
+def _upload_ready(
+    store: DocumentStore,
+    objects: ObjectStore | None,
+    org_id: uuid.UUID,
+    document_id: uuid.UUID,
+    object_event: str | None,
+    version_id: str | None,
+) -> Outcome | None:
+    """For an uploaded file's document: whether its file is there to ingest (None: go on), or what
+    became of the request instead.
+
+    An S3 event counts only for the document of exactly that key while it is ``pending`` or
+    ``processing`` (the event delivered again after a worker died); any other (a document deleted,
+    already ingested, failed, or a text document) is dropped. A document message (re-ingestion,
+    the reaper) for a document still waiting has the bucket checked: the file is there (its event was
+    lost or is still queued) and is ingested, or it is not: the document keeps waiting while its URL is
+    valid and fails once it has expired.
+    """
+    upload = store.upload_state(org_id, document_id)
+    if object_event is not None and (
+        upload is None or upload.object_key != object_event or upload.status not in ("pending", "processing")
+    ):
+        return Outcome.SKIPPED
+    if upload is None or not upload.awaiting:
+        return None
+    if object_event is None:
+        present = (objects or get_object_store()).size_of(upload.object_key, version_id) is not None
+        if not present:
+            if upload.expired:
+                expiry = upload.expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                store.mark_failed(org_id, document_id, f"upload not received before {expiry}")
+                return Outcome.FAILED
+            return Outcome.WAITING
+    store.mark_uploaded(org_id, document_id)
+    return None
+
+
+def _read_file(objects: ObjectStore, doc: ClaimedDocument, settings: Settings) -> bytes:
+    """The uploaded bytes; PermanentIngestError when they are gone or over the byte limit (checked on
+    the object's length before any byte is read)."""
+    assert doc.object_key is not None
+    try:
+        return objects.read(doc.object_key, settings.extract_max_bytes)
+    except StoredObjectMissing as exc:
+        raise PermanentIngestError("the uploaded file is no longer in storage; upload it again") from exc
+    except PayloadTooLarge as exc:
+        raise PermanentIngestError(f"file too large: {exc.message}") from exc
+
+
+def chunk_file(embedder: Embedder, data: bytes, doc: ClaimedDocument, settings: Settings) -> list[Chunk]:
+    """Chunks of an uploaded file: its text extracted (ragcore.extractors, under the extraction limits
+    and time budget) into sections that keep their page and headings, chunked by structure.
+    ExtractionFailed is permanent."""
+    from .extractors import ExtractionLimits, extract  # here: only files need the extractors
+
+    try:
+        extracted = extract(
+            data, doc.content_type or "", name=doc.name, limits=ExtractionLimits.from_settings(settings)
+        )
+    except ExtractionFailed as exc:
+        raise PermanentIngestError(exc.reason) from exc
+    return chunk_document(embedder, extracted.sections, settings)
+
+
 def ingest_document(
     org_id: uuid.UUID,
     document_id: uuid.UUID,
     *,
+    object_event: str | None = None,
+    version_id: str | None = None,
     store: DocumentStore | None = None,
     embedder: Embedder | None = None,
     settings: Settings | None = None,
+    objects: ObjectStore | None = None,
 ) -> Outcome:
     """Run the whole pipeline for one document.
+
+    ``object_event`` is the key of an S3 object-created event that asked for this (the file arrived);
+    None for a document message. An uploaded file's bytes are read from the bucket, hashed (identical
+    bytes already ingested in the organisation make this document their duplicate, and nothing is
+    embedded), extracted, then chunked, embedded and stored like a text document.
 
     Transient errors propagate (the queue will deliver again) unless this was the last attempt, in which
     case the document is marked ``failed`` and the error is swallowed.
     """
     settings = settings or get_settings()
     store = store or PgDocumentStore()
+    waiting = _upload_ready(store, objects, org_id, document_id, object_event, version_id)
+    if waiting is not None:
+        return waiting
     doc = store.claim(org_id, document_id)
     if doc is None:
         return Outcome.SKIPPED
@@ -171,13 +358,26 @@ def ingest_document(
         return Outcome.FAILED
     try:
         embedder = embedder or get_embedder(settings)
-        chunks = chunk_for(embedder, doc.content, settings)
+        if doc.object_key is not None:
+            objects = objects or get_object_store()
+            data = _read_file(objects, doc, settings)
+            sha256 = hashlib.sha256(data).hexdigest()
+            if store.record_file_hash(doc, sha256) is not None:
+                return Outcome.DUPLICATE
+            doc = replace(doc, content_hash=sha256)
+            chunks = chunk_file(embedder, data, doc, settings)
+        else:
+            chunks = chunk_for(embedder, doc.content, settings)
         if not chunks:
             raise PermanentIngestError("the document contains no text")
         vectors = embed_in_batches(
             embedder, [c.content for c in chunks], settings.embed_batch_size, settings.embed_max_retries
         )
         saved = store.save_chunks(doc, chunks, vectors, embedder.model_name)
+        # Not saved because an identical file became ready meanwhile: this one is its duplicate.
+        unsaved_upload = not saved and doc.object_key is not None and doc.content_hash is not None
+        if unsaved_upload and store.record_file_hash(doc, doc.content_hash) is not None:
+            return Outcome.DUPLICATE
         return Outcome.READY if saved else Outcome.SKIPPED
     except (PermanentIngestError, ExtractionFailed) as exc:
         store.mark_failed(org_id, document_id, str(exc))

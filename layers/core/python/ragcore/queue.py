@@ -1,11 +1,14 @@
-"""The ingestion queue: messages are ``{"org_id", "document_id"}`` sent to SQS."""
+"""The ingestion queue: messages are ``{"org_id", "document_id"}`` sent to SQS, and the upload bucket's
+S3 event notifications (object created), which the bucket sends to the same queue."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
+from urllib.parse import unquote_plus
 
 import boto3
 from botocore.config import Config
@@ -13,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import get_settings
 from .errors import ServiceUnavailable
+from .storage import parse_object_key
 
 
 class IngestQueue(Protocol):
@@ -72,3 +76,65 @@ def parse_message(body: str) -> tuple[uuid.UUID, uuid.UUID]:
     if not isinstance(payload, dict):
         raise ValueError("message body must be a JSON object")
     return uuid.UUID(str(payload["org_id"])), uuid.UUID(str(payload["document_id"]))
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    """One document to ingest. ``object_key`` is set when an S3 event asked: the file just arrived."""
+
+    org_id: uuid.UUID
+    document_id: uuid.UUID
+    object_key: str | None = None
+    version_id: str | None = None
+
+
+@dataclass
+class ParsedMessage:
+    requests: list[IngestRequest] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # why parts of the message lead to nothing
+
+
+def parse_ingest_message(body: str, bucket: str = "") -> ParsedMessage:
+    """What a queue message asks for: a document message, or an S3 event of the upload bucket.
+
+    Parts that can never lead to ingestion are ignored, each with its reason (S3's test event, other
+    event types, another bucket, a key no upload URL was made for), so they are neither retried nor sent
+    to the dead-letter queue. A body that is neither shape is a ValueError (retried, then dead-lettered).
+    """
+    payload = json.loads(body)
+    if not isinstance(payload, dict):
+        raise ValueError("message body must be a JSON object")
+    parsed = ParsedMessage()
+    if "org_id" in payload or "document_id" in payload:
+        parsed.requests.append(IngestRequest(*parse_message(body)))
+        return parsed
+    if payload.get("Event") == "s3:TestEvent":
+        parsed.ignored.append("S3 test event")
+        return parsed
+    records = payload.get("Records")
+    if not isinstance(records, list):
+        raise ValueError("message is neither a document message nor an S3 event")
+    for record in records:
+        if not isinstance(record, dict) or record.get("eventSource") != "aws:s3":
+            parsed.ignored.append("not an S3 event record")
+            continue
+        event_name = str(record.get("eventName", ""))
+        s3 = record.get("s3") if isinstance(record.get("s3"), dict) else {}
+        obj = s3.get("object") if isinstance(s3.get("object"), dict) else {}
+        name = (s3.get("bucket") or {}).get("name") if isinstance(s3.get("bucket"), dict) else None
+        key = unquote_plus(str(obj.get("key", "")))
+        if not event_name.startswith("ObjectCreated:"):
+            parsed.ignored.append(f"event {event_name or '?'} of {key!r}")
+            continue
+        if bucket and name != bucket:
+            parsed.ignored.append(f"object {key!r} of another bucket ({name})")
+            continue
+        ids = parse_object_key(key)
+        if ids is None:
+            parsed.ignored.append(f"object {key!r} is not an upload of this platform")
+            continue
+        version = obj.get("versionId")
+        parsed.requests.append(
+            IngestRequest(*ids, object_key=key, version_id=str(version) if version else None)
+        )
+    return parsed

@@ -5,7 +5,12 @@ queue is empty (so its message cannot be waiting there) is sent to the queue aga
 ``reaper_max_requeues`` (3) times, then marked ``failed``; one ``processing`` for
 ``reaper_processing_after_seconds`` (2100 s, past the queue's visibility timeout, so SQS has had its own
 chance to re-deliver) goes back to ``pending`` and is sent again, or is marked ``failed`` once its
-``ingest_max_attempts`` are used up. Run every few minutes (in AWS on a schedule; locally at start-up and
+``ingest_max_attempts`` are used up. A document still waiting for its uploaded file is not stale while
+its upload URL is valid; ``upload_grace_seconds`` (300 s) after the URL expired it is sent to the queue,
+and the ingest function either finds the file and ingests it or marks the document ``failed`` with
+"upload not received before <expiry>" (so with the defaults and the 5-minute schedule such a document
+ends ``failed`` at most 15 + 5 + 5 minutes after it was created, plus the queue's own delay; migration
+0006). Run every few minutes (in AWS on a schedule; locally at start-up and
 periodically), every document therefore leaves ``pending``/``processing`` within a bounded time.
 
 The decision is taken in one SQL statement (``reap_stale_documents``, a SECURITY DEFINER function: the
@@ -51,15 +56,17 @@ class StaleDocumentSource(Protocol):
         max_requeues: int,
         max_attempts: int,
         limit: int,
+        upload_grace: int,
     ) -> list[StaleDocument]:
-        """Decide and mark the stale documents; ``pending_after`` None leaves pending ones alone."""
+        """Decide and mark the stale documents; ``pending_after`` None leaves pending ones alone
+        (except uploads whose URL expired more than ``upload_grace`` seconds ago)."""
         ...
 
     def purge_throttle(self, older_than_seconds: int) -> int: ...
 
 
 class PgStaleDocumentSource:
-    """StaleDocumentSource over PostgreSQL (the SECURITY DEFINER functions of migration 0004)."""
+    """StaleDocumentSource over PostgreSQL (the SECURITY DEFINER functions of migrations 0004, 0006)."""
 
     def take(
         self,
@@ -68,11 +75,12 @@ class PgStaleDocumentSource:
         max_requeues: int,
         max_attempts: int,
         limit: int,
+        upload_grace: int,
     ) -> list[StaleDocument]:
         with anonymous_transaction() as conn:
             rows = conn.execute(
-                "SELECT org_id, document_id, action FROM reap_stale_documents(%s, %s, %s, %s, %s)",
-                (pending_after, processing_after, max_requeues, max_attempts, limit),
+                "SELECT org_id, document_id, action FROM reap_stale_documents(%s, %s, %s, %s, %s, %s)",
+                (pending_after, processing_after, max_requeues, max_attempts, limit, upload_grace),
             ).fetchall()
         return [StaleDocument(r["org_id"], r["document_id"], r["action"]) for r in rows]
 
@@ -113,6 +121,7 @@ def reap(
         settings.reaper_max_requeues,
         settings.ingest_max_attempts,
         settings.reaper_batch_size,
+        settings.upload_grace_seconds,
     )
     for doc in stale:
         if doc.action == "failed":
