@@ -4,7 +4,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore.ingest import ingest_document
-from ragcore.observability import MetricUnit, logger, metrics
+from ragcore.observability import MetricUnit, logger, metrics, scoped_metrics, tracer
 from ragcore.queue import parse_message
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -12,15 +12,19 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> str:
     org_id, document_id = parse_message(record.body)
+    # The SQS message id ties the lines of one delivery together (a redelivery gets a new id).
+    logger.set_correlation_id(record.message_id)
     logger.append_keys(org_id=str(org_id), document_id=str(document_id))
-    outcome = ingest_document(org_id, document_id)
+    with scoped_metrics():  # per-stage latencies of this document, one EMF blob tagged with its tenant
+        outcome = ingest_document(org_id, document_id)
     logger.info("document processed", extra={"outcome": outcome.value})
     metrics.add_metric(name=f"Documents{outcome.value.capitalize()}", unit=MetricUnit.Count, value=1)
     return outcome.value
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=len(event.get("Records") or []))
     return process_partial_response(

@@ -22,6 +22,7 @@ from .chunking import Chunk, chunk_text
 from .config import Settings, get_settings
 from .db import tenant_transaction
 from .embeddings import Embedder, embed_in_batches, get_embedder
+from .observability import CHUNKS_EMBEDDED, INGEST_CHUNK, INGEST_EMBED, INGEST_STORE, count, stage, tag_tenant
 
 
 class Outcome(enum.Enum):
@@ -139,6 +140,7 @@ def ingest_document(
     """
     settings = settings or get_settings()
     store = store or PgDocumentStore()
+    tag_tenant(org_id)
     doc = store.claim(org_id, document_id)
     if doc is None:
         return Outcome.SKIPPED
@@ -147,13 +149,17 @@ def ingest_document(
         return Outcome.FAILED
     try:
         embedder = embedder or get_embedder(settings)
-        chunks = chunk_for(embedder, doc.content, settings)
+        with stage(INGEST_CHUNK):
+            chunks = chunk_for(embedder, doc.content, settings)
         if not chunks:
             raise PermanentIngestError("the document contains no text")
-        vectors = embed_in_batches(
-            embedder, [c.content for c in chunks], settings.embed_batch_size, settings.embed_max_retries
-        )
-        saved = store.save_chunks(doc, chunks, vectors, embedder.model_name)
+        with stage(INGEST_EMBED):
+            vectors = embed_in_batches(
+                embedder, [c.content for c in chunks], settings.embed_batch_size, settings.embed_max_retries
+            )
+        count(CHUNKS_EMBEDDED, len(chunks))
+        with stage(INGEST_STORE):
+            saved = store.save_chunks(doc, chunks, vectors, embedder.model_name)
         return Outcome.READY if saved else Outcome.SKIPPED
     except PermanentIngestError as exc:
         store.mark_failed(org_id, document_id, str(exc))

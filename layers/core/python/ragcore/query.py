@@ -12,8 +12,9 @@ not stored.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -24,8 +25,9 @@ from . import conversations
 from .auth import Principal
 from .condense import Turn, blend, bound_history, with_history_text
 from .config import Settings, get_settings
-from .embeddings import Embedder, get_embedder
-from .generation import Generator, TextDelta, UsageReport, get_generator
+from .embeddings import Embedder, embed_once, get_embedder
+from .generation import GenerationEvent, Generator, TextDelta, UsageReport, get_generator
+from .observability import QUERY_EMBED, QUERY_GENERATE, QUERY_SEARCH, add_time, stage, tag_tenant
 from .retrieval import Source, dense_search, hybrid_search, lexical_search
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -83,7 +85,8 @@ def plan_retrieval(
     previous = [t.question for t in turns[-settings.conversation_context_questions :]]
     vector = None
     if mode != "lexical":
-        vectors = embedder.embed([question, *previous])
+        with stage(QUERY_EMBED):
+            vectors = embed_once(embedder, [question, *previous])
         vector = blend(vectors[0], vectors[1:])
     return RetrievalPlan(with_history_text(previous, question), question, "with_history", vector)
 
@@ -103,13 +106,35 @@ def retrieve(
     ``query_vector``, when given, is the dense retriever's query instead of the embedding of ``question``.
     """
     if mode == "lexical":
-        return lexical_search(org_id, question, top_k, filters, document_ids)
+        with stage(QUERY_SEARCH):
+            return lexical_search(org_id, question, top_k, filters, document_ids)
     if query_vector is None:
-        query_vector = (embedder or get_embedder(get_settings())).embed([question])[0]
-    if mode == "dense":
-        found = dense_search(org_id, query_vector, top_k, filters, document_ids)
-        return [replace(s, retrievers=("dense",)) for s in found]
-    return hybrid_search(org_id, question, query_vector, top_k, filters, document_ids)
+        with stage(QUERY_EMBED):
+            query_vector = embed_once(embedder or get_embedder(get_settings()), [question])[0]
+    with stage(QUERY_SEARCH):
+        if mode == "dense":
+            found = dense_search(org_id, query_vector, top_k, filters, document_ids)
+            return [replace(s, retrievers=("dense",)) for s in found]
+        return hybrid_search(org_id, question, query_vector, top_k, filters, document_ids)
+
+
+def timed_generation(events: Iterable[GenerationEvent]) -> Iterator[GenerationEvent]:
+    """``events`` unchanged; the time spent producing them (not the consumer's time between them, such
+    as a slow client's) is recorded as the generate stage's latency when the iteration ends or stops."""
+    iterator = iter(events)
+    spent = 0.0
+    try:
+        while True:
+            started = time.perf_counter()
+            try:
+                event = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                spent += time.perf_counter() - started
+            yield event
+    finally:
+        add_time(QUERY_GENERATE, spent)
 
 
 def answer_events(
@@ -128,6 +153,7 @@ def answer_events(
     before ``done``.
     """
     principal.require("ask")
+    tag_tenant(principal.org_id)
     settings = get_settings()
     embedder = get_embedder(settings)
     generator = get_generator(embedder, settings.generation_provider, settings)
@@ -149,8 +175,11 @@ def answer_events(
     text: list[str] = []
     # closing(): when the consumer stops early (the client went away), the provider's stream is closed
     # at once, not whenever the garbage collector gets to it.
-    with closing(generator.stream(plan.answer_question, sources)) as events:
-        for event in events:
+    with (
+        closing(generator.stream(plan.answer_question, sources)) as events,
+        closing(timed_generation(events)) as timed,
+    ):
+        for event in timed:
             if isinstance(event, TextDelta):
                 text.append(event.text)
                 yield QueryEvent("token", {"text": event.text})
