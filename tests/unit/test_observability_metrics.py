@@ -175,9 +175,8 @@ def test_generate_latency_is_recorded_when_the_client_goes_away(capsys):
 
 
 def test_a_stage_that_fails_still_records_its_latency(capsys):
-    with scoped_metrics(), pytest.raises(RuntimeError):
-        with observability.stage(observability.QUERY_SEARCH):
-            raise RuntimeError("database went away")
+    with scoped_metrics(), pytest.raises(RuntimeError), observability.stage(observability.QUERY_SEARCH):
+        raise RuntimeError("database went away")
     (blob,) = emf_blobs(capsys.readouterr().out)
     assert total(blob, "QuerySearchLatency") >= 0
 
