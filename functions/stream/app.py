@@ -64,6 +64,15 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _END = object()
 
+# Keys this request must not show unless it sets them. The local stack serves this app in the process of
+# the Lambda handlers, whose last invocation leaves its context and caller in the logger's shared keys;
+# a key set to None here hides that one and is left out of the line. (In AWS this process is the stream
+# function's alone.)
+NOT_A_LAMBDA_INVOCATION = dict.fromkeys(
+    ("function_name", "function_memory_size", "function_arn", "function_request_id", "cold_start")
+)
+UNSET_CALLER = dict.fromkeys(("user_id", "api_key_id"))
+
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """The documented error body: {"error": {"code", "message"}}."""
@@ -167,7 +176,7 @@ async def query_stream(request: Request) -> Response:
 
     context = principal.log_keys()
     # Every later line of this request (ragcore's included, in worker threads too) carries the caller.
-    logger.thread_safe_append_keys(**context)
+    logger.thread_safe_append_keys(**{**UNSET_CALLER, **context})
     stage_metrics = request_metrics()
     events = query.answer_events(
         principal,
@@ -229,7 +238,7 @@ class CorrelationId:
         # Each request runs in a task of its own, with its own copy of the context: these keys (context
         # variables) are this request's only, however many requests the process serves at once.
         logger.thread_safe_clear_keys()
-        logger.thread_safe_append_keys(correlation_id=correlation_id)
+        logger.thread_safe_append_keys(**NOT_A_LAMBDA_INVOCATION, correlation_id=correlation_id)
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":

@@ -22,7 +22,16 @@ from .chunking import Chunk, chunk_text
 from .config import Settings, get_settings
 from .db import tenant_transaction
 from .embeddings import Embedder, embed_in_batches, get_embedder
-from .observability import CHUNKS_EMBEDDED, INGEST_CHUNK, INGEST_EMBED, INGEST_STORE, count, stage, tag_tenant
+from .observability import (
+    CHUNKS_EMBEDDED,
+    INGEST_CHUNK,
+    INGEST_EMBED,
+    INGEST_STORE,
+    count,
+    logger,
+    stage,
+    tag_tenant,
+)
 
 
 class Outcome(enum.Enum):
@@ -153,6 +162,7 @@ def ingest_document(
             chunks = chunk_for(embedder, doc.content, settings)
         if not chunks:
             raise PermanentIngestError("the document contains no text")
+        logger.debug("chunked", extra={"chunks": len(chunks), "attempt": doc.attempts})
         with stage(INGEST_EMBED):
             vectors = embed_in_batches(
                 embedder, [c.content for c in chunks], settings.embed_batch_size, settings.embed_max_retries

@@ -27,7 +27,7 @@ from .condense import Turn, blend, bound_history, with_history_text
 from .config import Settings, get_settings
 from .embeddings import Embedder, embed_once, get_embedder
 from .generation import GenerationEvent, Generator, TextDelta, UsageReport, get_generator
-from .observability import QUERY_EMBED, QUERY_GENERATE, QUERY_SEARCH, add_time, stage, tag_tenant
+from .observability import QUERY_EMBED, QUERY_GENERATE, QUERY_SEARCH, add_time, logger, stage, tag_tenant
 from .retrieval import Source, dense_search, hybrid_search, lexical_search
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -163,6 +163,11 @@ def answer_events(
         turns = conversations.load_history(principal, conversation_id, depth).turns
     plan = plan_retrieval(question, turns, generator, embedder, settings, mode)
     sources = retrieve(principal.org_id, plan.text, top_k, mode, filters, document_ids, embedder, plan.vector)
+    # Counts and ids only: neither the question nor what was found is ever logged.
+    logger.debug(
+        "retrieved",
+        extra={"mode": mode, "top_k": top_k, "sources": len(sources), "retrieval_method": plan.method},
+    )
     source_views = [s.to_dict() for s in sources]
     first: dict[str, Any] = {"sources": source_views}
     if conversation_id is not None:
