@@ -100,7 +100,10 @@ def test_an_api_key_is_named_by_its_id_never_its_secret(platform, org, log_lines
         platform, "POST", "/api/v1/query/sync", key["secret"], {"question": QUESTION}, "key-req"
     )
     assert response["statusCode"] == 200, response["body"]
-    (handled,) = [line for line in log_lines() if line.get("correlation_id") == "key-req"]
+    lines = [line for line in log_lines() if line.get("correlation_id") == "key-req"]
+    (handled,) = [line for line in lines if line["message"] == "request handled"]
+    (retrieved,) = [line for line in lines if line["message"] == "retrieved"]  # ragcore's line, at DEBUG
+    assert retrieved["api_key_id"] == key["api_key"]["id"] and retrieved["org_id"] == org["org"]["id"]
     assert handled["auth"] == "api_key" and handled["api_key_id"] == key["api_key"]["id"]
     assert handled["org_id"] == org["org"]["id"] and "user_id" not in handled
     assert key["secret"] not in json.dumps(log_lines())
