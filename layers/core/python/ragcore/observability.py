@@ -33,11 +33,12 @@ NAMESPACE = "RagPlatform"
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
 # Outside Lambda (tests, the local stack) or with POWERTOOLS_TRACE_DISABLED, the tracer records nothing.
-# Only the clients of remote calls are patched (AWS SDK, the OpenAI SDK's httpx, the standard library's
-# http.client of the OpenAI-compatible embedder), and only when tracing is on.
+# Only the AWS SDK and the standard library's http.client (the OpenAI-compatible embedder) are patched,
+# and only when tracing is on: the OpenAI SDK's calls are the generators' own subsegments, and patching
+# httpx would import it into every function at cold start.
 tracer = Tracer(auto_patch=False)
 if not tracer.disabled:
-    tracer.patch(("botocore", "httplib", "httpx"))
+    tracer.patch(("botocore", "httplib"))
 
 # Latency metrics of each stage (milliseconds).
 QUERY_EMBED = "QueryEmbedLatency"
