@@ -202,3 +202,13 @@ def test_correlation_id_falls_back_to_the_function_url_request_id():
     context = json.dumps({"requestId": "c0ffee-1234", "stage": "$default"})
     assert correlation_id_from({"x-amzn-request-context": context}) == "c0ffee-1234"
     uuid.UUID(correlation_id_from({"x-amzn-request-context": "not json"}))
+
+
+def test_the_only_dimension_is_the_function(monkeypatch, capsys):
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ingest")
+    store = InMemoryDocumentStore()
+    org, doc = store.add(TEXT)
+    with scoped_metrics():
+        ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS)
+    (blob,) = emf_blobs(capsys.readouterr().out)
+    assert dimensions(blob) == [["service"]] and blob["service"] == "ingest"
