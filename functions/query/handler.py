@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore import conversations, query
 from ragcore.api import (
     CreateConversationRequest,
+    QueryAnswer,
     QueryRequest,
     as_json_request,
     authenticate,
@@ -29,7 +30,10 @@ app = create_resolver()
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 
-@app.post("/api/v1/query/sync")
+@app.post(
+    "/api/v1/query/sync",
+    responses={200: {"description": "The answer", "content": {"application/json": {"model": QueryAnswer}}}},
+)
 def query_sync(body: QueryRequest):
     principal = authenticate(app)
     with scoped_metrics():  # per-stage latencies of this answer, one EMF blob tagged with the tenant

@@ -127,7 +127,9 @@ class Gateway:
 
     async def handle(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
-        path = normalise_path(request.url.path)
+        # The decoded path of the request line as it came: Request.url re-parses it with urllib, which
+        # drops CR, LF and tab (so /users/%0D would become /users and answer 405 instead of 404).
+        path = normalise_path(request.scope["path"])
         match = self.routes.match(request.method, path)
         if match.status is MatchStatus.NOT_FOUND:
             return _error(404, "not_found", f"no route for {request.method} {path}")

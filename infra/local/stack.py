@@ -120,6 +120,9 @@ class LocalStack:
     def _start(self) -> str:
         cfg = self.config
         env = self.environ
+        if env.get("JWT_SECRET") and len(env["JWT_SECRET"].encode()) < 32:
+            # Checked before anything starts: every token would be refused or guessable.
+            raise SystemExit("JWT_SECRET must be at least 32 bytes long; unset it to use a generated one")
         template = load_template(cfg.root / TEMPLATE_NAME)
         data_dir = cfg.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -149,6 +149,11 @@ class RagPlatformStack(Stack):
             self.layers["openai"] = make_layer(
                 self, "OpenAiLayer", layer_assets["openai"], "OpenAI SDK (answer generation)"
             )
+        # The file parsers: only the ingest function reads uploaded files.
+        layer_assets["extract"] = assets.built_layer("extract")
+        self.layers["extract"] = make_layer(
+            self, "ExtractLayer", layer_assets["extract"], "file parsers: Markdown, HTML, PDF, DOCX"
+        )
         layer_assets["migrations"] = assets.migrations()
         self.layers["migrations"] = make_layer(
             self, "MigrationsLayer", layer_assets["migrations"], "SQL migrations"

@@ -1,6 +1,8 @@
 """The web console in a real headless browser (Debian's chromium driven by Playwright) against the local
 stack over HTTP: sign up, add a document, watch it become ready, ask, read the streamed answer and open
-the source a citation points to; plus the members screen and an API error shown as the API words it."""
+the source a citation points to; a conversation with a follow-up that is still there after a reload; an
+API key created, its secret shown once, used over HTTP and revoked; plus the members screen and API
+errors shown as the API words them."""
 
 from __future__ import annotations
 
@@ -58,7 +60,10 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    # Clipboard permissions: the API keys screen copies a secret with the asynchronous clipboard API.
+    context = browser.new_context(
+        viewport={"width": 1200, "height": 900}, permissions=["clipboard-read", "clipboard-write"]
+    )
     context.set_default_timeout(20_000)
     page = context.new_page()
     page_errors: list[str] = []
@@ -77,7 +82,7 @@ def page(browser):
 
 def expected_error(text: str) -> bool:
     """The API's own refusals that the tests provoke on purpose (chromium logs every 4xx fetch)."""
-    return "the server responded with a status of 401" in text or "status of 409" in text
+    return any(f"status of {status}" in text for status in (401, 404, 409))
 
 
 UNLABELLED = """() => [...document.querySelectorAll("input, textarea, select, button, a[href]")]
@@ -105,6 +110,29 @@ def sign_up(page, console_url: str, org: str) -> str:
     page.get_by_role("button", name="Create organisation").click()
     expect(page.get_by_role("heading", name="Documents", level=1)).to_be_visible()
     return email
+
+
+def session_token(page) -> str:
+    return page.evaluate("JSON.parse(sessionStorage.getItem('rag-console-session')).token")
+
+
+def add_ready_document(base_url: str, token: str, name: str, content: str) -> str:
+    """Adds a document over the API (the documents screen has its own test) and waits until it is ready."""
+    headers = {"Authorization": f"Bearer {token}"}
+    created = requests.post(
+        f"{base_url}/api/v1/documents", json={"name": name, "content": content}, headers=headers, timeout=30
+    )
+    assert created.status_code == 202, created.text
+    document = created.json()["document"]
+    deadline = time.monotonic() + 45
+    while document["status"] not in ("ready", "failed"):
+        assert time.monotonic() < deadline, f"{name} still {document['status']}"
+        time.sleep(0.3)
+        document = requests.get(
+            f"{base_url}/api/v1/documents/{document['id']}", headers=headers, timeout=30
+        ).json()["document"]
+    assert document["status"] == "ready", document
+    return document["id"]
 
 
 def test_sign_up_add_a_document_ask_and_open_the_cited_source(page, console_url, base_url):
@@ -208,6 +236,7 @@ def test_admin_adds_a_member_and_errors_show_the_api_message(page, console_url):
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Documents", level=1)).to_be_visible()
     expect(page.get_by_role("link", name="Members")).to_have_count(0)
+    expect(page.get_by_role("link", name="API keys")).to_have_count(0)  # keys are for administrators
     expect(page.get_by_role("rowheader", name="notice.txt")).to_be_visible()  # members read documents
     expect(page.get_by_role("button", name=re.compile("^(Delete|Re-ingest)"))).to_have_count(0)
 
@@ -266,3 +295,147 @@ def test_a_refused_token_ends_the_session_with_a_message(page, console_url):
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_role("status")).to_have_text("Your session has ended: sign in again.")
     assert page.evaluate("sessionStorage.getItem('rag-console-session')") is None
+
+
+FOLLOW_UP = "And on which day is it closed?"
+
+
+def test_a_conversation_with_a_follow_up_is_there_after_a_reload(page, console_url, base_url):
+    started = time.monotonic()
+    sign_up(page, console_url, "Millbrook")
+    token = session_token(page)
+    headers = {"Authorization": f"Bearer {token}"}
+    add_ready_document(base_url, token, "bakery.txt", DOCUMENT)
+
+    page.get_by_role("link", name="Ask").click()
+    expect(page.get_by_text("No conversations yet")).to_be_visible()
+    question = page.get_by_role("textbox", name="Question")
+    question.fill(QUESTION)
+    question.press("Enter")
+    answers = page.locator("article.answer")
+    expect(answers.first).to_have_attribute("data-complete", "true", timeout=30_000)
+    # The first question created the conversation: the address names it, the list shows it by that
+    # question (the API's title for an untitled conversation).
+    expect(page).to_have_url(re.compile(r"#/ask/[0-9a-f-]{36}$"))
+    conversation_id = page.url.rsplit("/", 1)[1]
+    link = page.get_by_role("link", name=re.compile(re.escape(QUESTION)))
+    expect(link).to_have_attribute("aria-current", "page")
+    expect(page.get_by_role("heading", name=QUESTION, level=2)).to_be_visible()
+
+    question.fill(FOLLOW_UP)
+    question.press("Enter")
+    expect(answers).to_have_count(2)
+    expect(answers.nth(1)).to_have_attribute("data-complete", "true", timeout=30_000)
+    assert "Sundays" in answers.nth(1).locator(".answer-text").inner_text()
+    # What retrieval searched with (the extractive default: the follow-up with the earlier question).
+    note = page.locator(".turn").nth(1).locator(".retrieval")
+    expect(note).to_contain_text("earlier questions")
+    expect(note).to_contain_text(FOLLOW_UP)
+    expect(link).to_contain_text("2 questions")
+
+    # The API stored both turns, in order, and the stored answers are what the page showed.
+    stored = requests.get(f"{base_url}/api/v1/conversations/{conversation_id}", headers=headers, timeout=30)
+    assert stored.status_code == 200, stored.text
+    messages = stored.json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert [messages[0]["content"], messages[2]["content"]] == [QUESTION, FOLLOW_UP]
+    assert messages[2]["retrieval"]["method"] == "with_history"
+    shown = [answers.nth(i).locator(".answer-text").inner_text() for i in range(2)]
+    assert shown == [messages[1]["content"], messages[3]["content"]]
+
+    page.reload()
+    expect(page.get_by_role("heading", name="Ask", level=1)).to_be_visible()
+    # (Each question starts with a "Question: " for screen readers, hidden on screen.)
+    expect(page.locator(".question")).to_have_text([f"Question: {QUESTION}", f"Question: {FOLLOW_UP}"])
+    expect(answers).to_have_count(2)
+    assert [answers.nth(i).locator(".answer-text").inner_text() for i in range(2)] == shown
+    expect(page.locator(".turn").nth(1).locator(".retrieval")).to_contain_text(FOLLOW_UP)
+    # A stored answer's citation opens its stored source, as a streamed one does.
+    citation = answers.nth(1).locator("a.citation").first
+    number = int(citation.get_attribute("data-source"))
+    citation.click()
+    source = answers.nth(1).locator("details.source").nth(number - 1)
+    expect(source).to_have_attribute("open", "")
+    expect(source.locator(".snippet")).to_have_text(messages[3]["sources"][number - 1]["content"])
+    assert_every_control_is_labelled(page)
+
+    # A new conversation starts empty; the first stays listed, and is deleted after a confirmation.
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.get_by_role("heading", name="New conversation", level=2)).to_be_visible()
+    expect(page.locator(".turn")).to_have_count(0)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"Delete conversation {QUESTION}").click()
+    expect(page.get_by_text("No conversations yet")).to_be_visible()
+    gone = requests.get(f"{base_url}/api/v1/conversations/{conversation_id}", headers=headers, timeout=30)
+    assert gone.status_code == 404
+
+    # Its address now says it is gone, in an alert, and a question asked there starts a new one.
+    page.goto(f"{console_url}#/ask/{conversation_id}")
+    expect(page.get_by_role("alert")).to_contain_text("does not exist or has been deleted")
+    expect(page).to_have_url(re.compile(r"#/ask$"))
+    elapsed = time.monotonic() - started
+    assert elapsed < FLOW_BUDGET_SECONDS, f"the flow took {elapsed:.1f} s"
+
+
+def test_an_api_key_is_shown_once_works_over_http_and_is_revoked(page, console_url, base_url):
+    sign_up(page, console_url, "Keystone")
+    page.get_by_role("link", name="API keys").click()
+    expect(page.get_by_role("heading", name="API keys", level=1)).to_be_visible()
+    expect(page.get_by_text("No API keys")).to_be_visible()
+
+    page.get_by_label("Name", exact=True).fill("reporting bot")
+    page.get_by_label("Scope").select_option("query")
+    page.get_by_label("Expires (optional)").fill("2020-01-01T09:30")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_role("alert")).to_contain_text("must be in the future")  # checked before sending
+    page.get_by_label("Expires (optional)").fill("2031-01-01T09:30")
+    page.get_by_role("button", name="Create key").click()
+
+    # The secret, once, with a warning; the panel's heading takes the focus.
+    heading = page.get_by_role("heading", name="Copy the secret of reporting bot now")
+    expect(heading).to_be_focused()
+    expect(page.locator(".secret-panel")).to_contain_text("only time the secret is shown")
+    secret = page.get_by_role("textbox", name="Secret").input_value()
+    assert re.fullmatch(r"rag_[0-9A-Za-z]{43}", secret)
+    # From the keyboard: the secret's field, then Copy.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("textbox", name="Secret")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Copy")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator(".secret-panel [role=status]")).to_have_text("Copied to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    row = page.locator("tr", has=page.get_by_role("rowheader", name="reporting bot"))
+    expect(row.get_by_role("cell").nth(0)).to_have_text(f"{secret[:12]}…")  # the prefix, never more
+    expect(row.get_by_role("cell").nth(1)).to_have_text("query")
+    expect(row.get_by_role("cell").nth(3)).to_have_text("Never")  # not used yet
+    expect(row.locator("time").nth(1)).to_have_attribute("datetime", re.compile(r"^2031-01-0[12]T"))
+    assert_every_control_is_labelled(page)
+
+    # The program's side: the key works over HTTP within its scope, conversations excepted.
+    key = {"Authorization": f"Bearer {secret}"}
+    me = requests.get(f"{base_url}/api/v1/me", headers=key, timeout=30)
+    assert me.status_code == 200, me.text
+    asked = requests.post(
+        f"{base_url}/api/v1/query/sync", json={"question": "Anything?"}, headers=key, timeout=60
+    )
+    assert asked.status_code == 200, asked.text
+    refused = requests.get(f"{base_url}/api/v1/conversations", headers=key, timeout=30)
+    assert refused.status_code == 403
+
+    # Never shown again: gone from the page after a reload, which now shows the key's last use.
+    page.reload()
+    expect(page.get_by_role("rowheader", name="reporting bot")).to_be_visible()
+    expect(page.locator(".secret-panel")).to_be_hidden()
+    assert secret not in page.content()
+    expect(row.get_by_role("cell").nth(3)).not_to_have_text("Never")
+
+    # Revoking asks first; dismissing the question keeps the key.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    row.get_by_role("button", name="Revoke reporting bot").click()
+    expect(page.get_by_role("rowheader", name="reporting bot")).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Revoke reporting bot").click()
+    expect(page.get_by_role("rowheader", name="reporting bot")).to_have_count(0)
+    expect(page.get_by_text("No API keys")).to_be_visible()
+    assert requests.get(f"{base_url}/api/v1/me", headers=key, timeout=30).status_code == 401

@@ -31,13 +31,15 @@ def test_each_dependency_ships_once_in_the_layer_of_the_functions_that_import_it
     assert layers["embed"] == {"onnxruntime", "tokenizers"} and specs["embed"].no_deps
     assert layers["openai"] == {"openai"}
     assert layers["web"] == {"starlette", "uvicorn", "sse-starlette"}
+    assert layers["extract"] == {"markdown-it-py", "lxml", "pypdf", "python-docx"}
     assert project - ba.RUNTIME_PROVIDED - ba.BUILD_ONLY <= shipped  # every runtime dependency ships
 
 
 def test_functions_get_only_the_layers_they_import():
     for service in ("auth", "documents", "migrate"):
         assert ba.function_layers(service, openai_generation=True) == ["deps"]
-    assert ba.function_layers("ingest", openai_generation=True) == ["deps", "embed"]
+    assert ba.function_layers("ingest", openai_generation=True) == ["deps", "embed", "extract"]
+    assert ba.function_layers("ingest", local_embedding=False) == ["deps", "extract"]
     assert ba.function_layers("query") == ["deps", "embed"]
     assert ba.function_layers("query", openai_generation=True) == ["deps", "embed", "openai"]
     assert ba.function_layers("stream") == ["deps", "embed", "web"]

@@ -57,7 +57,7 @@ def _layer_distributions() -> dict[str, set[str]]:
     layers = {"runtime": runtime}
     layers["deps"] = _closure(specs["deps"].requirements) - ba.RUNTIME_PROVIDED
     layers["embed"] = {ba._req_name(r) for r in specs["embed"].requirements}  # installed --no-deps
-    for name in ("openai", "web"):
+    for name in ("openai", "web", "extract"):
         layers[name] = _closure(specs[name].requirements) - ba.RUNTIME_PROVIDED - layers["deps"]
     return layers
 
@@ -132,6 +132,20 @@ from ragcore.config import Settings
 from ragcore.generation import get_generator
 settings = Settings(generation_provider="openai", generation_model="m", openai_api_key="k")
 get_generator(None, "openai", settings)
+""",
+    "extract": """
+import io, zipfile
+from ragcore.extractors import DOCX_TYPE, extract
+assert extract(b"# Title\\nText.", "text/markdown").sections[0].headings == ("Title",)
+assert extract(b"<h1>T</h1><p>Text.</p>", "text/html").sections[0].text == "T\\n\\nText."
+from ragcore.extractors import docx, pdf  # their libraries load
+import docx as python_docx, pypdf
+document = python_docx.Document()
+document.add_heading("Leave", 1)
+document.add_paragraph("Twenty-five days.")
+out = io.BytesIO()
+document.save(out)
+assert extract(out.getvalue(), DOCX_TYPE).sections[0].headings == ("Leave",)
 """,
     "web": """
 import uvicorn

@@ -30,7 +30,9 @@ def test_answer_comes_from_the_right_document_with_citations(platform, tenant):
     assert sources[0]["document_name"] == "handbook.txt"
     assert sources[0]["document_id"] == tenant["handbook"]["id"]
     fields = {"document_id", "document_name", "chunk_index", "content", "score", "retrievers"}
-    assert set(sources[0]) == fields
+    assert set(sources[0]) == fields | {"page", "pages", "headings"}
+    # a text document has no location
+    assert (sources[0]["page"], sources[0]["pages"], sources[0]["headings"]) == (None, None, [])
     assert set(sources[0]["retrievers"]) <= {"dense", "lexical"} and sources[0]["retrievers"]
     assert "twenty-five days of paid vacation" in result.body["answer"]
     assert "[1]" in result.body["answer"]

@@ -16,7 +16,9 @@ SCHEMAS = json.loads(OUTPUT.read_text())["components"]["schemas"]
 
 
 def _schema_accepts(name: str, body) -> bool:
-    return Draft202012Validator(SCHEMAS[name]).is_valid(body)
+    # A root holding the components, so that their references (#/components/schemas/...) resolve.
+    root = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": SCHEMAS}}
+    return Draft202012Validator(root).is_valid(body)
 
 
 def _email() -> str:
@@ -24,6 +26,9 @@ def _email() -> str:
 
 
 REGISTER = [
+    {"org_name": "Acme", "password": "\u0000bcdefgh"},
+    {"org_name": "Acme", "password": "\x1c\x1cabcdefgh"},
+    {"org_name": "\x1c", "password": "long enough"},
     {"org_name": "Acme", "password": " " * 8},
     {"org_name": "Acme", "password": "  pass word  "},
     {"org_name": "Acme", "password": " abcdefg "},
@@ -41,12 +46,18 @@ QUERY = [
     {"question": "why?", "top_k": 51},
     {"question": "why?", "top_k": 7},
     {"question": " why? "},
+    {"question": "why?", "filters": {"team": {"deep": ["ok", "n\u0000l"]}}},
+    {"question": "why?", "filters": {"a\u0000": 1}},
+    {"question": "why?", "filters": {"team": {"deep": ["ok", 1, None, True]}}},
 ]
 DOCUMENT = [
     {"name": "a\u0000b", "content": "text"},
     {"name": "a", "content": " \n\t "},
     {"name": "a", "content": "text\u0000"},
     {"name": "a", "content": "some text"},
+    {"name": "a", "content": "some text", "metadata": {"k": [{"x\u0000": 1}]}},
+    {"name": "a", "content": "some text", "metadata": {"k": [{"x": "y\u0000"}]}},
+    {"name": "a", "content": "some text", "metadata": {"k": [{"x": "y"}], "n": 1.5}},
 ]
 
 

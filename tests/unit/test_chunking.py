@@ -62,3 +62,47 @@ def test_overlap_must_be_smaller_than_window():
 
     with pytest.raises(ValueError):
         chunk_text("a b c", size_words=10, overlap_words=10)
+
+
+# ---- structure-aware chunking -------------------------------------------------------------------------
+
+from ragcore.chunking import chunk_sections  # noqa: E402
+from ragcore.extractors import Section  # noqa: E402
+
+
+def test_plain_text_chunks_are_exactly_those_of_chunk_text():
+    text = "\n\n".join(words(300, prefix=f"p{n}w") for n in range(5))
+    costs = {"max_tokens": 254, "count_word_pieces": lambda ws: [1 + len(w) // 4 for w in ws]}
+    assert chunk_sections([Section(text)], size_words=200, overlap_words=30, **costs) == chunk_text(
+        text, size_words=200, overlap_words=30, **costs
+    )
+    assert chunk_sections([Section("")]) == []
+
+
+def test_chunks_stay_inside_their_section_and_carry_its_location():
+    sections = [
+        Section(words(30, "a"), page=1),
+        Section(words(250, "b"), page=2, headings=("Guide", "Install")),
+        Section(words(10, "c"), page=4, headings=("Guide",)),
+    ]
+    chunks = chunk_sections(sections, size_words=100, overlap_words=20)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    by_page = {}
+    for chunk in chunks:
+        assert chunk.page_start == chunk.page_end
+        by_page.setdefault(chunk.page_start, []).append(chunk)
+        prefixes = {w[0] for w in chunk.content.split()}
+        assert len(prefixes) == 1  # never two sections in one chunk
+    assert [len(by_page[p]) for p in (1, 2, 4)] == [1, 3, 1]
+    assert by_page[1][0].content == words(30, "a") and by_page[1][0].headings == ()
+    assert all(c.headings == ("Guide", "Install") for c in by_page[2])
+    assert by_page[2][1].content.split()[:20] == by_page[2][0].content.split()[-20:]  # overlap inside
+    assert by_page[4][0].headings == ("Guide",) and by_page[4][0].content == words(10, "c")
+
+
+def test_sections_without_pages_have_no_page():
+    chunks = chunk_sections([Section("one two", headings=("H",)), Section("three")])
+    assert [(c.page_start, c.page_end, c.headings, c.content) for c in chunks] == [
+        (None, None, ("H",), "one two"),
+        (None, None, (), "three"),
+    ]

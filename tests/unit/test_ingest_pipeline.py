@@ -97,3 +97,26 @@ def test_content_changed_while_embedding_is_not_saved():
         is Outcome.SKIPPED
     )
     assert doc not in store.chunks
+
+
+def test_too_many_chunks_fail_before_anything_is_embedded():
+    store, embedder = InMemoryDocumentStore(), BagOfWordsEmbedder()
+    org, doc = store.add(TEXT)  # 230 words in windows of 50 with 10 overlap: 6 chunks
+    settings = SETTINGS.model_copy(update={"max_chunks_per_document": 5})
+    assert ingest_document(org, doc, store=store, embedder=embedder, settings=settings) is Outcome.FAILED
+    assert store.docs[doc]["error"] == "the document makes 6 chunks, more than 5 (the limit)"
+    assert embedder.calls == 0
+
+
+def test_an_extraction_failure_marks_the_document_failed_with_its_reason(monkeypatch):
+    from ragcore.errors import ExtractionFailed
+
+    def refuse(*_args, **_kwargs):
+        raise ExtractionFailed("the PDF is encrypted (it needs a password to open)")
+
+    monkeypatch.setattr("ragcore.ingest.chunk_document", refuse)
+    store = InMemoryDocumentStore()
+    org, doc = store.add(TEXT)
+    outcome = ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS)
+    assert outcome is Outcome.FAILED
+    assert store.docs[doc]["error"] == "the PDF is encrypted (it needs a password to open)"

@@ -59,6 +59,51 @@ export interface Usage {
   [key: string]: unknown;
 }
 
+/** A stored source: the document's text is emptied when the document is deleted. */
+export interface StoredSource extends Source {
+  document_deleted?: boolean;
+}
+
+export interface Conversation {
+  id: string;
+  title: string | null;
+  turn_count: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/**
+ * What retrieval searched with: the question itself (`question`), a standalone question a model wrote
+ * from the history (`condensed`), or the question with the previous ones (`with_history`).
+ */
+export interface Retrieval {
+  query: string;
+  method: "question" | "condensed" | "with_history" | string;
+}
+
+export type Message =
+  | { id: string; role: "user"; content: string; created_at: string; retrieval?: Retrieval | null }
+  | { id: string; role: "assistant"; content: string; created_at: string; sources: StoredSource[]; usage: Usage };
+
+export type KeyScope = "query" | "write" | "admin";
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  scope: KeyScope;
+  prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  expires_at: string | null;
+}
+
+/** The body of a question: `conversation_id` continues one of the caller's conversations. */
+export interface QueryBody {
+  question: string;
+  top_k?: number;
+  conversation_id?: string;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -72,7 +117,7 @@ export class ApiError extends Error {
 
   /** A sentence for people: what happened and, where it helps, what to do. */
   describe(): string {
-    const hint = HINTS[this.code] ?? (this.status >= 500 ? "The server failed; try again in a moment." : "");
+    const hint = hintFor(this.code, this.message, this.status);
     const wait = this.retryAfterSeconds !== null ? ` Retry in ${this.retryAfterSeconds} s.` : "";
     const what = this.message || this.code;
     return `${what}${what.endsWith(".") ? "" : "."}${hint ? ` ${hint}` : ""}${wait}`;
@@ -86,7 +131,20 @@ const HINTS: Record<string, string> = {
   network_error: "Check the connection and that the platform is running.",
   rate_limited: "Too many attempts.",
   too_many_requests: "The platform is busy.",
+  conversation_full: "Start a new conversation to go on.",
+  too_many_api_keys: "Revoke a key that is no longer used, then create the new one.",
 };
+
+// A 403 is not always about the role: an API key may lack the scope, or may not hold conversations at
+// all (they belong to a person). The message says which; the hint follows it.
+function hintFor(code: string, message: string, status: number): string {
+  if (code === "forbidden" && /API key/i.test(message)) {
+    return /conversation/i.test(message)
+      ? "Conversations belong to a signed-in person: sign in with an account to use them."
+      : "Use a key with a wider scope, or sign in with an account.";
+  }
+  return HINTS[code] ?? (status >= 500 ? "The server failed; try again in a moment." : "");
+}
 
 /** Reads the error body of a failed response; anything else becomes a description of the status. */
 export async function errorFrom(response: Response): Promise<ApiError> {
@@ -195,12 +253,47 @@ export class Api {
     return this.request("POST", `/documents/${encodeURIComponent(id)}/reingest`);
   }
 
+  // --- conversations (a signed-in person's own) -----------------------------------------------------
+  listConversations(cursor?: string | null, limit = 50): Promise<{ items: Conversation[]; next_cursor: string | null }> {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    return this.request("GET", `/conversations?${query}`);
+  }
+  createConversation(title?: string): Promise<{ conversation: Conversation }> {
+    return this.request("POST", "/conversations", title ? { title } : {});
+  }
+  /** A conversation and a page of its messages in the order written; `next_cursor` leads to earlier ones. */
+  getConversation(
+    id: string,
+    cursor?: string | null,
+    limit = 50,
+  ): Promise<{ conversation: Conversation; messages: Message[]; next_cursor: string | null }> {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    return this.request("GET", `/conversations/${encodeURIComponent(id)}?${query}`);
+  }
+  deleteConversation(id: string): Promise<void> {
+    return this.request("DELETE", `/conversations/${encodeURIComponent(id)}`);
+  }
+
+  // --- API keys (administrators) ------------------------------------------------------------------
+  listApiKeys(): Promise<{ items: ApiKey[] }> {
+    return this.request("GET", "/api-keys");
+  }
+  /** The secret is in this answer and nowhere else, ever. */
+  createApiKey(name: string, scope: KeyScope, expires_at?: string): Promise<{ api_key: ApiKey; secret: string }> {
+    return this.request("POST", "/api-keys", expires_at ? { name, scope, expires_at } : { name, scope });
+  }
+  revokeApiKey(id: string): Promise<void> {
+    return this.request("DELETE", `/api-keys/${encodeURIComponent(id)}`);
+  }
+
   // --- answers ------------------------------------------------------------------------------------
   /**
    * Streams an answer: the events `sources`, `token` (one or more), then `done`, or `error` when the
    * stream fails after it started. Refusals before the stream starts (401, 422, 503...) throw ApiError.
    */
-  async *streamQuery(body: { question: string; top_k?: number }, signal?: AbortSignal): AsyncGenerator<SseEvent> {
+  async *streamQuery(body: QueryBody, signal?: AbortSignal): AsyncGenerator<SseEvent> {
     const headers = this.headers(true);
     headers.set("Accept", "text/event-stream");
     let response: Response;

@@ -6,6 +6,13 @@ export interface AppContext {
   user: User;
   org: Org;
   isAdmin: boolean;
+  /** What follows the screen's id in the address: `#/ask/<id>` gives the ask screen ["<id>"]. */
+  params: string[];
+  /**
+   * Changes the address to `#/<route>`. `quiet` only records it (the screen stays as it is, a stream in
+   * flight goes on), so that a reload or a bookmark comes back to the same place.
+   */
+  navigate(route: string, quiet?: boolean): void;
   signOut(reason?: string): void;
 }
 

@@ -103,8 +103,11 @@ function render(): void {
     else renderSignIn(main, api, onSignedIn, () => go("signup"), message);
   } else {
     const screens = visibleScreens();
-    const screen = screens.find((s) => s.id === route) ?? screens[0];
-    if (screen.id !== route) {
+    const [id, ...params] = route.split("/");
+    let screen = screens.find((s) => s.id === id);
+    if (!screen) {
+      screen = screens[0];
+      params.length = 0;
       history.replaceState(null, "", `#/${screen.id}`);
     }
     renderTopBar(screen.id);
@@ -114,6 +117,11 @@ function render(): void {
       user: session.user,
       org: session.org,
       isAdmin: session.user.role === "admin",
+      params: params.map((p) => decodeURIComponent(p)).filter(Boolean),
+      navigate: (to: string, quiet = false) => {
+        if (quiet) history.replaceState(null, "", `#/${to}`);
+        else go(to);
+      },
       signOut,
     };
     cleanup = screen.render(ctx, main);

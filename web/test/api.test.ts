@@ -24,3 +24,29 @@ describe("errorFrom", () => {
     expect(error.describe()).toBe("admin role required. Only an administrator of the organisation can do this.");
   });
 });
+
+describe("hints of the conversations and API keys errors", () => {
+  const body = (code: string, message: string) => JSON.stringify({ error: { code, message } });
+
+  it("says to start a new conversation when one is full", async () => {
+    const error = await errorFrom(new Response(body("conversation_full", "the conversation holds 500 turns, the most it can; start a new one"), { status: 409 }));
+    expect(error.describe()).toBe("the conversation holds 500 turns, the most it can; start a new one. Start a new conversation to go on.");
+  });
+
+  it("says to revoke a key when the organisation holds the most", async () => {
+    const error = await errorFrom(new Response(body("too_many_api_keys", "the organisation holds 100 API keys, the most allowed; revoke one first"), { status: 409 }));
+    expect(error.describe()).toContain("Revoke a key that is no longer used");
+  });
+
+  it("does not blame the role when an API key is refused", async () => {
+    const conversations = await errorFrom(
+      new Response(body("forbidden", "conversations belong to a signed-in user; an API key cannot hold them"), { status: 403 }),
+    );
+    expect(conversations.describe()).toBe(
+      "conversations belong to a signed-in user; an API key cannot hold them. Conversations belong to a signed-in person: sign in with an account to use them.",
+    );
+    const scope = await errorFrom(new Response(body("forbidden", "an API key of scope 'query' does not allow this action"), { status: 403 }));
+    expect(scope.describe()).toContain("Use a key with a wider scope");
+    expect(scope.describe()).not.toContain("administrator");
+  });
+});

@@ -3,8 +3,8 @@ import type { AppContext, Screen } from "../context";
 import { announce, clear, ErrorBox, field, formatTime, h } from "../dom";
 import { messageOf } from "../errors";
 
-// Admins only: the API keeps the list of members (a directory of e-mail addresses) to them. The API-keys
-// feature adds its own admin screen next to this one.
+// Admins only: the API keeps the list of members (a directory of e-mail addresses) to them. API keys
+// have their own admin screen next to this one (views/apiKeys.ts).
 function render(ctx: AppContext, root: HTMLElement): () => void {
   let stopped = false;
   const listErrors = new ErrorBox();

@@ -20,6 +20,7 @@ from .cors import add_cors_headers
 from .errors import (
     BadRequest,
     Conflict,
+    ExtractionFailed,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -39,6 +40,7 @@ HTTP_STATUS: dict[type[RagError], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     InvalidInput: 422,
+    ExtractionFailed: 422,
     RateLimited: 429,
     ServiceUnavailable: 503,
 }
@@ -52,13 +54,15 @@ def http_status(exc: RagError) -> int:
     return 500
 
 
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # The schema says what validation enforces (the same regexes run in pydantic and in JSON Schema clients):
 # text PostgreSQL can store (no NUL), text that is not blank, a password with 8 characters besides
-# leading and trailing spaces.
+# leading and trailing spaces. Whitespace is spelt out as the characters str.strip() removes: `\s` means
+# something else in each regex engine (Python, Rust's for pydantic, ECMAScript's for JSON Schema).
+WS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+EMAIL_PATTERN = rf"^[^@{WS}\u0000]+@[^@{WS}\u0000]+\.[^@{WS}\u0000]+$"
 NO_NUL_PATTERN = r"^[^\u0000]*$"
-NOT_BLANK_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-PASSWORD_PATTERN = r"^\s*\S[\s\S]{6,}\S\s*$"
+NOT_BLANK_PATTERN = rf"^[^\u0000]*[^{WS}\u0000][^\u0000]*$"
+PASSWORD_PATTERN = rf"^[{WS}]*[^{WS}\u0000][^\u0000]{{6,}}[^{WS}\u0000][{WS}]*$"
 PASSWORD_DESCRIPTION = (
     "8 characters at least, not counting leading and trailing spaces; at most 72 bytes of UTF-8"
 )
@@ -160,8 +164,8 @@ class RegisterRequest(StrictModel):
 
 
 class LoginRequest(StrictModel):
-    email: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
+    email: str = Field(min_length=1, max_length=320, pattern=NO_NUL_PATTERN)
+    password: str = Field(min_length=1, max_length=1024, pattern=NO_NUL_PATTERN)
 
 
 class CreateUserRequest(StrictModel):
@@ -240,6 +244,40 @@ class CreateConversationRequest(StrictModel):
         max_length=200,
         pattern=NOT_BLANK_PATTERN,
         description="Optional; an untitled conversation is named after its first question",
+    )
+
+
+class AnswerSource(BaseModel):
+    """A retrieved passage as answers return it (``sources``; the stream's ``sources`` event too)."""
+
+    document_id: str
+    document_name: str
+    chunk_index: int
+    content: str
+    score: float
+    retrievers: list[str] = Field(description="The retrievers that found the passage: dense, lexical")
+    page: int | None = Field(
+        description="The page the passage is on (its first page), for files with pages (PDF); else null"
+    )
+    pages: list[int] | None = Field(
+        min_length=2, max_length=2, description="[first, last] page of the passage; null without pages"
+    )
+    headings: list[str] = Field(
+        description="The heading path above the passage, outermost first (Markdown, HTML, DOCX); may be empty"
+    )
+
+
+class QueryAnswer(BaseModel):
+    """A synchronous answer: the text, citing sources as [n], the sources and the usage."""
+
+    answer: str
+    sources: list[AnswerSource]
+    usage: dict[str, Any]
+    conversation: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            'With a conversation_id: {"id", "retrieval": {"query", "method"}}, what retrieval searched with'
+        ),
     )
 
 

@@ -81,6 +81,7 @@ def _decode(token: str, key: bytes, settings: Settings) -> dict[str, Any]:
         algorithms=["HS256"],
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
+        leeway=settings.jwt_leeway_seconds,
         options={"require": ["sub", "org_id", "role", "iss", "aud", "iat", "exp"]},
     )
 

@@ -1,10 +1,16 @@
-"""Splitting documents into overlapping chunks that the active embedder reads in full."""
+"""Splitting documents into overlapping chunks that the active embedder reads in full.
+
+:func:`chunk_text` slides a window over one text; :func:`chunk_sections` applies it to each section of an
+extracted file (a PDF page, the body under a heading) so that no chunk straddles two places, and gives
+every chunk the location it came from.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 _WORD = re.compile(r"\S+")
 # A run of non-space characters longer than this (a URL, a base64 blob) is cut, so that no single "word"
@@ -17,6 +23,23 @@ class Chunk:
     index: int
     content: str
     token_count: int
+    # Where the chunk comes from: pages of a paged file (None otherwise) and the heading path above it.
+    page_start: int | None = None
+    page_end: int | None = None
+    headings: tuple[str, ...] = ()
+
+
+class LocatedText(Protocol):
+    """A section of a document (see ragcore.extractors.Section): text, its page, its heading path."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def page(self) -> int | None: ...
+
+    @property
+    def headings(self) -> tuple[str, ...]: ...
 
 
 def _word_spans(text: str) -> list[tuple[int, int]]:
@@ -70,4 +93,39 @@ def chunk_text(
         window = end - start
         overlap = min(overlap_words, overlap_words * window // size_words)
         start = max(end - overlap, start + 1)
+    return chunks
+
+
+def chunk_sections(
+    sections: Iterable[LocatedText],
+    *,
+    size_words: int = 512,
+    overlap_words: int = 64,
+    max_tokens: int | None = None,
+    count_word_pieces: Callable[[Sequence[str]], list[int]] | None = None,
+) -> list[Chunk]:
+    """Chunks of each section in turn (with :func:`chunk_text`'s window), numbered across the document.
+
+    A chunk never spans two sections, so each one has a single location: ``page_start`` = ``page_end`` =
+    the section's page (None for formats without pages) and the section's heading path. A document of
+    one section without location (plain text) gives exactly the chunks :func:`chunk_text` gives.
+    """
+    chunks: list[Chunk] = []
+    for section in sections:
+        for piece in chunk_text(
+            section.text,
+            size_words=size_words,
+            overlap_words=overlap_words,
+            max_tokens=max_tokens,
+            count_word_pieces=count_word_pieces,
+        ):
+            chunks.append(
+                replace(
+                    piece,
+                    index=len(chunks),
+                    page_start=section.page,
+                    page_end=section.page,
+                    headings=tuple(section.headings),
+                )
+            )
     return chunks

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # When set, the signing keys are read from this secret, and read again as it rotates.
     jwt_secret_arn: str = ""
     jwt_issuer: str = "rag-platform"
+    # Clock skew tolerated on exp and iat: tokens are issued and checked by different Lambda environments,
+    # whose clocks differ by a little (a token "issued in the future" by one second is no forgery).
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwt_audience: str = "rag-platform-api"
     jwt_ttl_seconds: int = 3600
     # Rotation of the signing key. The key that signed before the current one (Secrets Manager's
@@ -87,6 +90,18 @@ class Settings(BaseSettings):
     embed_max_retries: int = 5
     # Attempts before a document is marked failed; the queue's maxReceiveCount must be larger (5).
     ingest_max_attempts: int = Field(default=3, ge=1)
+    # Files (ragcore.extractors): limits checked before the expensive work. Bytes before parsing, pages
+    # before extracting text, the unpacked size of a zip container (DOCX) before opening it; characters
+    # as text comes out. A parse runs in a child process killed after the time budget, with its address
+    # space capped, so a parser that spins or a decompression bomb cannot stall or sink the worker.
+    extract_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    extract_max_pages: int = Field(default=2000, ge=1)
+    extract_max_characters: int = Field(default=10_000_000, ge=1)
+    extract_max_unpacked_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    extract_time_budget_seconds: float = Field(default=60.0, gt=0)
+    extract_max_memory_mb: int = Field(default=1024, ge=64)
+    # Chunks one document may make (checked after chunking, before any embedding is paid for).
+    max_chunks_per_document: int = Field(default=5000, ge=1)
     # The reaper (a scheduled function; at start-up and periodically in the local stack): a document
     # `pending` for longer than the first bound is re-sent (at most reaper_max_requeues times, then failed);
     # one `processing` for longer than the second is re-sent, or failed once its attempts are used up. The
@@ -175,6 +190,16 @@ class Settings(BaseSettings):
             if "://" not in origin or origin.count("/") != 2 or origin == "*":
                 raise ValueError(f"CORS origin must look like https://host[:port], got {origin!r}")
         return origins
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret_is_long_enough(cls, value: SecretStr) -> SecretStr:
+        # Empty means "read it from jwt_secret_arn"; anything given must be a real HS256 key (RFC 8725,
+        # 3.5): a short one stops the process when it starts instead of signing guessable tokens.
+        length = len(value.get_secret_value().encode())
+        if 0 < length < 32:
+            raise ValueError(f"JWT_SECRET must be at least 32 bytes long (got {length})")
+        return value
 
     @field_validator("chunk_overlap_words")
     @classmethod

@@ -71,3 +71,16 @@ class ServiceUnavailable(RagError):
     """A dependency (queue, provider) is temporarily unavailable."""
 
     code = "service_unavailable"
+
+
+class ExtractionFailed(RagError):
+    """A file cannot be turned into text: unsupported type, encrypted, corrupt, empty or over a limit.
+
+    The message is the reason shown to the user as the document's ``error``; retrying will not help.
+    """
+
+    code = "extraction_failed"
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

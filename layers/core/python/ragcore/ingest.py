@@ -18,10 +18,12 @@ from typing import Protocol
 import numpy as np
 from pgvector import HalfVector
 
-from .chunking import Chunk, chunk_text
+from .chunking import Chunk, LocatedText, chunk_sections
 from .config import Settings, get_settings
 from .db import tenant_transaction
 from .embeddings import Embedder, embed_in_batches, get_embedder
+from .errors import ExtractionFailed
+from .extractors import Section
 from .observability import (
     CHUNKS_EMBEDDED,
     INGEST_CHUNK,
@@ -99,10 +101,22 @@ class PgDocumentStore:
             with conn.cursor() as cur:
                 cur.executemany(
                     """INSERT INTO document_chunks
-                       (org_id, document_id, chunk_index, content, token_count, embedding, embedding_model)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                       (org_id, document_id, chunk_index, content, token_count, embedding, embedding_model,
+                        page_start, page_end, headings)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                     [
-                        (doc.org_id, doc.document_id, c.index, c.content, c.token_count, HalfVector(v), model)
+                        (
+                            doc.org_id,
+                            doc.document_id,
+                            c.index,
+                            c.content,
+                            c.token_count,
+                            HalfVector(v),
+                            model,
+                            c.page_start,
+                            c.page_end,
+                            list(c.headings) or None,
+                        )
                         for c, v in zip(chunks, vectors, strict=True)
                     ],
                 )
@@ -123,15 +137,25 @@ class PgDocumentStore:
             )
 
 
-def chunk_for(embedder: Embedder, content: str, settings: Settings) -> list[Chunk]:
-    """Chunks of ``content`` sized for ``embedder`` under the configured window."""
-    return chunk_text(
-        content,
+def chunk_document(embedder: Embedder, sections: Sequence[LocatedText], settings: Settings) -> list[Chunk]:
+    """Chunks of a document's sections sized for ``embedder`` under the configured window, each with its
+    location; PermanentIngestError past ``max_chunks_per_document`` (before anything is embedded)."""
+    chunks = chunk_sections(
+        sections,
         size_words=settings.chunk_size_words,
         overlap_words=settings.chunk_overlap_words,
         max_tokens=embedder.max_input_tokens,
         count_word_pieces=embedder.count_word_pieces,
     )
+    if len(chunks) > settings.max_chunks_per_document:
+        limit = settings.max_chunks_per_document
+        raise PermanentIngestError(f"the document makes {len(chunks)} chunks, more than {limit} (the limit)")
+    return chunks
+
+
+def chunk_for(embedder: Embedder, content: str, settings: Settings) -> list[Chunk]:
+    """Chunks of a plain text ``content`` (one section, no location)."""
+    return chunk_document(embedder, [Section(content)], settings)
 
 
 def ingest_document(
@@ -171,7 +195,7 @@ def ingest_document(
         with stage(INGEST_STORE):
             saved = store.save_chunks(doc, chunks, vectors, embedder.model_name)
         return Outcome.READY if saved else Outcome.SKIPPED
-    except PermanentIngestError as exc:
+    except (PermanentIngestError, ExtractionFailed) as exc:
         store.mark_failed(org_id, document_id, str(exc))
         return Outcome.FAILED
     except Exception as exc:

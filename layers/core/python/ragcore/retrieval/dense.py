@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from ..config import get_settings
 from ..db import tenant_transaction
 from .tenant_index import READY_INDEX_SQL
-from .types import Source
+from .types import LOCATION_COLUMNS, Source, location_of
 
 # ``+ 0`` makes the sort key an expression no HNSW index can serve, so the exact path stays exact even
 # while the tenant's index is being built or dropped, or if a shared graph ever comes back.
@@ -62,13 +62,13 @@ def search_statement(
             WHERE c.org_id = {tenant} {document_clause}
             ORDER BY {order}
             LIMIT %(k)s)
-        SELECT n.document_id, d.name, n.chunk_index, c.content, n.distance
+        SELECT n.document_id, d.name, n.chunk_index, c.content, n.distance, {location}
         FROM nearest n
         JOIN document_chunks c
           ON c.org_id = %(org)s AND c.document_id = n.document_id AND c.chunk_index = n.chunk_index
         JOIN documents d ON d.org_id = %(org)s AND d.id = n.document_id
         ORDER BY n.distance, n.document_id, n.chunk_index"""
-    ).format(tenant=tenant, document_clause=document_clause, order=order)
+    ).format(tenant=tenant, document_clause=document_clause, order=order, location=sql.SQL(LOCATION_COLUMNS))
 
 
 def dense_search(
@@ -120,6 +120,7 @@ def dense_search(
             chunk_index=r["chunk_index"],
             content=r["content"],
             score=round(1.0 - float(r["distance"]), 6),
+            **location_of(r),
         )
         for r in rows
     ]

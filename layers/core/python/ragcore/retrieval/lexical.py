@@ -20,7 +20,7 @@ from typing import Any
 
 from ..config import get_settings
 from ..db import tenant_transaction
-from .types import Source, chunk_filter_sql
+from .types import LOCATION_COLUMNS, Source, chunk_filter_sql, location_of
 
 RETRIEVER = "lexical"
 
@@ -81,7 +81,7 @@ def lexical_search(
                     GROUP BY m.id
                     ORDER BY score DESC, m.id
                     LIMIT %(k)s)
-                SELECT c.document_id, d.name, c.chunk_index, c.content, sc.score
+                SELECT c.document_id, d.name, c.chunk_index, c.content, sc.score, {LOCATION_COLUMNS}
                 FROM scored sc
                 JOIN document_chunks c ON c.org_id = %(org)s AND c.id = sc.id
                 JOIN documents d ON d.org_id = %(org)s AND d.id = c.document_id
@@ -96,6 +96,7 @@ def lexical_search(
             content=r["content"],
             score=round(float(r["score"]), 6),
             retrievers=(RETRIEVER,),
+            **location_of(r),
         )
         for r in rows
     ]

@@ -16,6 +16,8 @@ class Source:
 
     ``score`` is the retriever's own score (cosine similarity for dense, BM25 for lexical) or, in
     hybrid mode, the fused score in [0, 1]. ``retrievers`` names the retrievers that found the chunk.
+    The location comes from the file the chunk was extracted from: its pages (PDF) and heading path
+    (Markdown, HTML, DOCX); a text document has neither.
     """
 
     document_id: str
@@ -24,11 +26,33 @@ class Source:
     content: str
     score: float
     retrievers: tuple[str, ...] = ()
+    page_start: int | None = None
+    page_end: int | None = None
+    headings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The public shape: ``page`` (the first page, or None), ``pages`` ([first, last], or None) and
+        ``headings`` (the heading path, outermost first; empty when there is none)."""
         data = asdict(self)
+        del data["page_start"], data["page_end"]
         data["retrievers"] = list(self.retrievers)
+        data["page"] = self.page_start
+        data["pages"] = None if self.page_start is None else [self.page_start, self.page_end]
+        data["headings"] = list(self.headings)
         return data
+
+
+# The location columns of a chunk row, as every retriever selects them (alias ``c``).
+LOCATION_COLUMNS = "c.page_start, c.page_end, c.headings"
+
+
+def location_of(row: dict[str, Any]) -> dict[str, Any]:
+    """Source keyword arguments for the location columns of a result row."""
+    return {
+        "page_start": row["page_start"],
+        "page_end": row["page_end"],
+        "headings": tuple(row["headings"] or ()),
+    }
 
 
 def chunk_filter_sql(
