@@ -121,8 +121,19 @@ def test_no_planted_secret_or_text_reaches_any_log(debug_stack):
         assert events[0][0] == "sources" and events[-1][0] == "done"
         assert DOCUMENT_WORD in json.dumps(events)
 
-    time.sleep(1)  # the stack writes its output unbuffered; let the last lines land
-    output = log_path.read_text(errors="replace")
+    # A stream's last line is written once its response has ended: wait for those of both streams.
+    deadline = time.monotonic() + 15
+    while True:
+        output = log_path.read_text(errors="replace")
+        finished = {
+            line.get("correlation_id")
+            for line in _json_objects(output)
+            if line.get("message") == "stream finished"
+        }
+        if finished >= set(stream_ids):
+            break
+        assert time.monotonic() < deadline, "the streams' lines never reached the output"
+        time.sleep(0.2)
 
     planted = {
         "document text": DOCUMENT_WORD,
