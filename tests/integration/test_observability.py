@@ -8,9 +8,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import uuid
 
 import pytest
+from ragcore.generation import TextDelta, UsageReport
 from ragcore.observability import logger
 
 from infra.local.events import build_proxy_event
@@ -185,3 +187,53 @@ def stream_with_headers(url: str, token: str, headers: dict[str, str]):
             if "event" in fields:
                 events.append((fields["event"], json.loads(fields["data"])))
     return response, events
+
+
+class MeetingGenerator:
+    """Two answers that wait for each other mid-stream, then log: both requests are in flight at once."""
+
+    name = "meeting"
+
+    def __init__(self):
+        self.barrier = threading.Barrier(2, timeout=20)
+
+    def stream(self, question, sources):
+        yield TextDelta("first ")
+        self.barrier.wait()
+        logger.info("both answers in flight")
+        yield TextDelta("second")
+        yield UsageReport({"provider": self.name})
+
+
+def test_concurrent_streams_of_two_tenants_keep_their_own_keys(
+    platform,
+    stream_url,  # noqa: F811
+    org,
+    log_lines,
+    monkeypatch,
+):
+    other = platform.register()
+    upload(platform, other["token"], name="handbook.txt", content=HANDBOOK)
+    platform.ingest_all()
+    generator = MeetingGenerator()
+    monkeypatch.setattr("ragcore.query.get_generator", lambda *args, **kwargs: generator)
+    callers = {"stream-a": org, "stream-b": other}
+    results = {}
+
+    def ask(request_id: str) -> None:
+        results[request_id] = stream_with_headers(
+            stream_url, callers[request_id]["token"], {"X-Request-Id": request_id}
+        )
+
+    threads = [threading.Thread(target=ask, args=(request_id,)) for request_id in callers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert {rid: r[1][-1][0] for rid, r in results.items()} == {"stream-a": "done", "stream-b": "done"}
+    lines = [line for line in log_lines() if line.get("correlation_id") in callers]
+    in_flight = [line for line in lines if line["message"] == "both answers in flight"]
+    assert len(in_flight) == 2
+    for line in lines:
+        caller = callers[line["correlation_id"]]
+        assert line["org_id"] == caller["org"]["id"] and line["user_id"] == caller["user"]["id"], line
