@@ -24,6 +24,11 @@ GET /api/v1/health is the adapter's readiness check (AWS_LWA_READINESS_CHECK_PAT
 
 Responses to an allowed Origin (``CORS_ALLOWED_ORIGINS``) carry Access-Control-Allow-Origin, the 401s
 and other refusals included (see ragcore.cors).
+
+Every response carries ``X-Request-Id``: the client's own when well formed, else the Function URL's
+request id, else a new one (ragcore.observability.correlation_id_from). It is the ``correlation_id`` of
+every log line of the request, which after authentication also carry the caller (``org_id`` and
+``user_id`` or ``api_key_id``); each answer prints its stage latencies as one EMF record.
 """
 
 from __future__ import annotations
@@ -116,7 +121,7 @@ async def _stream(
     first: query.QueryEvent,
     events: Iterator[query.QueryEvent],
     context: dict[str, Any],
-    request_metrics: EphemeralMetrics,
+    stage_metrics: EphemeralMetrics,
 ) -> AsyncIterator[ServerSentEvent]:
     started = time.perf_counter()
     outcome = "cancelled"  # unless the loop below says otherwise
@@ -141,7 +146,7 @@ async def _stream(
         # cancelled request still closes the generator and the provider's response.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(events.close)
-        flush(request_metrics)
+        flush(stage_metrics)  # the stages of this answer, as one EMF record
         logger.info(
             "stream finished",
             extra={
