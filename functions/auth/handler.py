@@ -16,7 +16,7 @@ from ragcore.api import (
     no_content,
     parse_id,
 )
-from ragcore.observability import logger
+from ragcore.observability import logger, tracer
 
 app = create_resolver()
 
@@ -70,6 +70,11 @@ def revoke_api_key(key_id: str):
     return no_content()
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+# The response is not traced (it holds answers, tokens, secrets); the event is never logged (it holds the
+# Authorization header and the body), whatever POWERTOOLS_LOGGER_LOG_EVENT says.
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True, log_event=False
+)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(as_json_request(event), context)

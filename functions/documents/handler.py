@@ -17,7 +17,7 @@ from ragcore.api import (
     no_content,
     parse_id,
 )
-from ragcore.observability import logger
+from ragcore.observability import logger, tracer
 
 app = create_resolver()
 
@@ -69,6 +69,11 @@ def reingest_document(document_id: str):
     return json_response(202, {"document": document})
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+# The response is not traced (it holds answers, tokens, secrets); the event is never logged (it holds the
+# Authorization header and the body), whatever POWERTOOLS_LOGGER_LOG_EVENT says.
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True, log_event=False
+)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(as_json_request(event), context)

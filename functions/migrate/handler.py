@@ -7,13 +7,14 @@ from dataclasses import asdict
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore.config import reset_settings
 from ragcore.migrations import apply_migrations
-from ragcore.observability import logger
+from ragcore.observability import logger, tracer
 from ragcore.retrieval.tenant_index import maintain_tenant_indexes
 
 TENANT_INDEXES_TASK = "tenant_indexes"
 
 
-@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     # The owner and application secrets rotate: read them again rather than trust a warm copy.
     reset_settings()

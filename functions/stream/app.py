@@ -25,6 +25,11 @@ GET /api/v1/health is the adapter's readiness check (AWS_LWA_READINESS_CHECK_PAT
 
 Responses to an allowed Origin (``CORS_ALLOWED_ORIGINS``) carry Access-Control-Allow-Origin, the 401s
 and other refusals included (see ragcore.cors).
+
+Every response carries ``X-Request-Id``: the client's own when well formed, else the Function URL's
+request id, else a new one (ragcore.observability.correlation_id_from). It is the ``correlation_id`` of
+every log line of the request, which after authentication also carry the caller (``org_id`` and
+``user_id`` or ``api_key_id``); each answer prints its stage latencies as one EMF record.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from aws_lambda_powertools.metrics import EphemeralMetrics
 from pydantic import ValidationError
 from ragcore import query
 from ragcore.api import QueryRequest, describe_validation_errors, http_status, parse_json_body
@@ -43,7 +49,13 @@ from ragcore.auth import principal_from_authorization
 from ragcore.config import get_settings
 from ragcore.cors import CorsMiddleware
 from ragcore.errors import RagError, RateLimited
-from ragcore.observability import logger
+from ragcore.observability import (
+    REQUEST_ID_HEADER,
+    correlation_id_from,
+    flush,
+    logger,
+    request_metrics,
+)
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -57,6 +69,15 @@ SEP = "\n"  # line ends of the SSE frames (the format allows \n, \r\n or \r)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _END = object()
+
+# Keys this request must not show unless it sets them. The local stack serves this app in the process of
+# the Lambda handlers, whose last invocation leaves its context and caller in the logger's shared keys;
+# a key set to None here hides that one and is left out of the line. (In AWS this process is the stream
+# function's alone.)
+NOT_A_LAMBDA_INVOCATION = dict.fromkeys(
+    ("function_name", "function_memory_size", "function_arn", "function_request_id", "cold_start")
+)
+UNSET_CALLER = dict.fromkeys(("user_id", "api_key_id"))
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -98,7 +119,10 @@ def _sse(kind: str, data: dict[str, Any]) -> ServerSentEvent:
 
 
 async def _stream(
-    first: query.QueryEvent, events: Iterator[query.QueryEvent], context: dict[str, Any]
+    first: query.QueryEvent,
+    events: Iterator[query.QueryEvent],
+    context: dict[str, Any],
+    stage_metrics: EphemeralMetrics,
 ) -> AsyncIterator[ServerSentEvent]:
     started = time.perf_counter()
     outcome = "cancelled"  # unless the loop below says otherwise
@@ -123,6 +147,7 @@ async def _stream(
         # cancelled request still closes the generator and the provider's response.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(events.close)
+        flush(stage_metrics)  # the stages of this answer, as one EMF record
         logger.info(
             "stream finished",
             extra={
@@ -156,6 +181,9 @@ async def query_stream(request: Request) -> Response:
         return error_response(422, "validation_error", describe_validation_errors(errors))
 
     context = principal.log_keys()
+    # Every later line of this request (ragcore's included, in worker threads too) carries the caller.
+    logger.thread_safe_append_keys(**{**UNSET_CALLER, **context})
+    stage_metrics = request_metrics()
     events = query.answer_events(
         principal,
         body.question,
@@ -169,14 +197,16 @@ async def query_stream(request: Request) -> Response:
     try:
         first = await anyio.to_thread.run_sync(_next, events)
     except RagError as exc:
+        flush(stage_metrics)
         return _rag_error_response(exc)
     except Exception:
+        flush(stage_metrics)
         logger.exception("query failed before streaming", extra=context)
         return error_response(500, "internal_error", "internal server error")
     if first is _END:  # answer_events always yields sources first; never reached
         return error_response(500, "internal_error", "internal server error")
     return EventSourceResponse(
-        _stream(first, events, context), headers=SSE_HEADERS, ping=PING_SECONDS, sep=SEP
+        _stream(first, events, context, stage_metrics), headers=SSE_HEADERS, ping=PING_SECONDS, sep=SEP
     )
 
 
@@ -198,15 +228,49 @@ async def _unexpected(_request: Request, _exc: Exception) -> Response:
     return error_response(500, "internal_error", "internal server error")
 
 
+class CorrelationId:
+    """Gives each request a correlation id (see ragcore.observability.correlation_id_from): on every log
+    line written while serving it, and returned to the client in the X-Request-Id response header."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        correlation_id = correlation_id_from(headers)
+        # Each request runs in a task of its own, with its own copy of the context: these keys (context
+        # variables) are this request's only, however many requests the process serves at once.
+        logger.thread_safe_clear_keys()
+        logger.thread_safe_append_keys(**NOT_A_LAMBDA_INVOCATION, correlation_id=correlation_id)
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (REQUEST_ID_HEADER.encode(), correlation_id.encode()),
+                    ],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 # CORS wraps the whole application, Starlette's handler of unexpected errors included, so that a browser
 # can read every answer an allowed origin gets (the Function URL's own CORS settings say the same).
-app = CorsMiddleware(
-    Starlette(
-        routes=[
-            Route("/api/v1/query", query_stream, methods=["POST"]),
-            Route("/api/v1/health", health, methods=["GET"]),
-        ],
-        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
-    ),
-    allowed=lambda: get_settings().cors_allowed_origins,
+app = CorrelationId(
+    CorsMiddleware(
+        Starlette(
+            routes=[
+                Route("/api/v1/query", query_stream, methods=["POST"]),
+                Route("/api/v1/health", health, methods=["GET"]),
+            ],
+            exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+        ),
+        allowed=lambda: get_settings().cors_allowed_origins,
+    )
 )

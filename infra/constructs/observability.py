@@ -19,6 +19,32 @@ FIVE_MINUTES = Duration.minutes(5)
 
 METRICS_NAMESPACE = "RagPlatform"  # POWERTOOLS_METRICS_NAMESPACE of every function
 
+# The platform's own metrics (ragcore.observability), by the functions (service dimension) that emit
+# them. The tenant is a property of each EMF record, not a dimension: per-tenant figures come from Logs
+# Insights over the functions' log groups, which keeps the number of CloudWatch metrics fixed.
+QUERY_STAGES = ("QueryEmbedLatency", "QuerySearchLatency", "QueryGenerateLatency")
+INGEST_STAGES = ("IngestChunkLatency", "IngestEmbedLatency", "IngestStoreLatency")
+PROVIDER_FAILURES = (
+    "EmbeddingProviderErrors",
+    "EmbeddingProviderThrottles",
+    "GenerationProviderErrors",
+    "GenerationProviderThrottles",
+)
+QUERY_SERVICES = ("query", "stream")  # both answer questions (sync and streamed)
+EMBEDDING_SERVICES = ("query", "stream", "ingest")
+
+
+def platform_metric(name: str, service: str, statistic: str) -> cw.Metric:
+    """A metric of ragcore.observability as emitted by one function."""
+    return cw.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": service},
+        period=FIVE_MINUTES,
+        statistic=statistic,
+        label=f"{name} ({service}, {statistic})",
+    )
+
 
 class Observability(Construct):
     def __init__(
@@ -193,6 +219,51 @@ class Observability(Construct):
                 title="Database connections",
                 left=[db_connections, proxy_clients, pinned],
                 right=[db_cpu],
+            ),
+        )
+        query_services = [s for s in QUERY_SERVICES if s in functions]
+        embedding_services = [s for s in EMBEDDING_SERVICES if s in functions]
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Query latency per stage, p50 (ms)",
+                left=[platform_metric(m, s, "p50") for s in query_services for m in QUERY_STAGES],
+            ),
+            cw.GraphWidget(
+                title="Query latency per stage, p99 (ms)",
+                left=[platform_metric(m, s, "p99") for s in query_services for m in QUERY_STAGES],
+            ),
+            cw.GraphWidget(
+                title="Ingest latency per stage, p50 / p99 (ms)",
+                left=[platform_metric(m, "ingest", "p50") for m in INGEST_STAGES],
+                right=[platform_metric(m, "ingest", "p99") for m in INGEST_STAGES],
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Chunks embedded / documents ready and failed",
+                left=[platform_metric("ChunksEmbedded", "ingest", "Sum")],
+                right=[
+                    platform_metric("DocumentsReady", "ingest", "Sum"),
+                    platform_metric("DocumentsFailed", "ingest", "Sum"),
+                ],
+            ),
+            cw.GraphWidget(
+                title="Embedding provider errors and throttles",
+                left=[
+                    platform_metric(m, s, "Sum")
+                    for s in embedding_services
+                    for m in PROVIDER_FAILURES
+                    if m.startswith("Embedding")
+                ],
+            ),
+            cw.GraphWidget(
+                title="Generation provider errors and throttles",
+                left=[
+                    platform_metric(m, s, "Sum")
+                    for s in query_services
+                    for m in PROVIDER_FAILURES
+                    if m.startswith("Generation")
+                ],
             ),
         )
         self.dashboard.add_widgets(

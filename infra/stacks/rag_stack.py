@@ -222,6 +222,11 @@ class RagPlatformStack(Stack):
             if service == "stream":
                 layer_names.append("adapter")
             env = dict(common_env, POWERTOOLS_SERVICE_NAME=service)
+            if service == "stream":
+                # Its Python process serves HTTP behind the Web Adapter, outside the Lambda runtime
+                # interface: the X-Ray SDK finds no segment to attach subsegments to (it would log an
+                # error per call). Lambda's active tracing still records each invocation.
+                env["POWERTOOLS_TRACE_DISABLED"] = "true"
             env.update(self._provider_environment(service))
             if service == "migrate":
                 env["MIGRATION_DB_SECRET_ARN"] = self.database.master_secret.secret_arn

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,13 +58,14 @@ def _stop(process: subprocess.Popen, data_dir: Path) -> None:
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
 
 
-@pytest.fixture(scope="session")
-def base_url(tmp_path_factory):
-    work = tmp_path_factory.mktemp("local-stack")
+@contextlib.contextmanager
+def local_stack(work: Path, **extra_env: str) -> Iterator[tuple[str, Path]]:
+    """A local stack (`python -m infra.local`) with its data and its whole output (every function's log
+    lines included) under ``work``: yields its base URL and the path of that output."""
     data_dir, log_path = work / "data", work / "stack.log"
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if key not in EXTERNAL}
-    env.update(PORT=str(port), DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    env.update(PORT=str(port), DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **extra_env)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "infra.local"],
@@ -90,10 +92,16 @@ def base_url(tmp_path_factory):
             time.sleep(0.5)
         assert health.status_code == 200, f"{health.status_code} {health.text}\n{_tail(log_path)}"
         assert health.json() == {"status": "ok"}
-        yield url
+        yield url, log_path
     finally:
         _stop(process, data_dir)
         print(f"--- local stack log (tail) ---\n{_tail(log_path)}")
+
+
+@pytest.fixture(scope="session")
+def base_url(tmp_path_factory):
+    with local_stack(tmp_path_factory.mktemp("local-stack")) as (url, _log):
+        yield url
 
 
 def register(base_url: str, org: str) -> requests.Session:

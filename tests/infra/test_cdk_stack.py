@@ -813,3 +813,34 @@ def test_console_placeholder_only_in_stub_mode(tmp_path):
     (tmp_path / "web" / "dist").mkdir(parents=True)
     (tmp_path / "web" / "dist" / "index.html").write_text("<!doctype html>")
     assert Assets("built", root=tmp_path).console() == tmp_path / "web" / "dist"
+
+
+def test_dashboard_shows_stage_latencies_provider_failures_and_the_alarms(full):
+    (dashboard,) = full.resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for name in (
+        "QueryEmbedLatency",
+        "QuerySearchLatency",
+        "QueryGenerateLatency",
+        "IngestChunkLatency",
+        "IngestEmbedLatency",
+        "IngestStoreLatency",
+        "ChunksEmbedded",
+        "EmbeddingProviderErrors",
+        "EmbeddingProviderThrottles",
+        "GenerationProviderErrors",
+        "GenerationProviderThrottles",
+    ):
+        assert name in body, name
+    # Stage latencies of both functions that answer questions.
+    assert '\\"service\\",\\"stream\\"' in body and '\\"service\\",\\"query\\"' in body
+    # Tenants are never a dimension: the number of metrics does not grow with the tenants.
+    assert "org_id" not in body
+    # Every alarm of the stack is on the dashboard.
+    for logical_id in full.resources("AWS::CloudWatch::Alarm"):
+        assert logical_id in body, logical_id
+
+
+def test_the_stream_function_leaves_tracing_to_lambda(full):
+    assert env_of(full, "stream")["POWERTOOLS_TRACE_DISABLED"] == "true"
+    assert "POWERTOOLS_TRACE_DISABLED" not in env_of(full, "query")

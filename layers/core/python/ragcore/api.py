@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from http import HTTPStatus
 from typing import Any, Literal
@@ -337,16 +338,29 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
 
 class PlatformResolver(APIGatewayRestResolver):
     """Powertools' REST resolver whose every response, errors and unknown routes included, carries the
-    CORS headers of the configured origins (Powertools adds them only to matched routes)."""
+    CORS headers of the configured origins (Powertools adds them only to matched routes), and which logs
+    one line per request: route, status and duration, never a header, a query string or a body."""
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        started = time.perf_counter()
         response = super().resolve(event, context)
+        logger.info(
+            "request handled",
+            extra={
+                "method": event.get("httpMethod"),
+                "route": event.get("resource"),
+                "status": response.get("statusCode"),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
         return add_cors_headers(event, response, get_settings().cors_allowed_origins)
 
 
 def create_resolver() -> APIGatewayRestResolver:
     """An API Gateway REST resolver with request validation and the platform's error mapping."""
-    app = PlatformResolver(enable_validation=True, json_body_deserializer=parse_json_body)
+    # debug=False whatever POWERTOOLS_DEV says: Powertools' debug mode prints every event, and an event
+    # holds the Authorization header and the body.
+    app = PlatformResolver(enable_validation=True, json_body_deserializer=parse_json_body, debug=False)
 
     @app.exception_handler(RagError)
     def _domain_error(exc: RagError) -> Response:

@@ -35,7 +35,7 @@ from .condense import Condensed, CondensePrompt, build_condense_prompt, clean_co
 from .embeddings import Embedder, backoff_delay
 from .embeddings.bedrock import BEDROCK_RETRYABLE_CODES
 from .errors import ServiceUnavailable
-from .observability import logger
+from .observability import logger, provider_failure, tracer
 from .prompting import NO_ANSWER, Prompt, build_prompt
 from .retrieval import Source
 
@@ -299,6 +299,7 @@ class _ModelGenerator(ABC):
                 return Condensed(question or follow_up.strip(), result.usage)
             except Exception as error:
                 failure = error if isinstance(error, ProviderFailure) else self._classify(error)
+                self._count_failure(failure)
                 if not failure.retryable or attempt >= self.max_retries:
                     logger.warning(
                         "condensation failed",
@@ -324,6 +325,9 @@ class _ModelGenerator(ABC):
                     )
                 )
                 attempt += 1
+
+    def _count_failure(self, failure: ProviderFailure) -> None:
+        provider_failure("generation", self.name, throttled=failure.code == "generation_rate_limited")
 
     def _usage(self, input_tokens: int | None, output_tokens: int | None, stop_reason: str | None) -> dict:
         return {
@@ -352,6 +356,7 @@ class _ModelGenerator(ABC):
                 return
             except Exception as error:
                 failure = error if isinstance(error, ProviderFailure) else self._classify(error)
+                self._count_failure(failure)
                 if started or not failure.retryable or attempt >= self.max_retries:
                     logger.warning(
                         "generation failed",
@@ -406,6 +411,8 @@ class OpenAIGenerator(_ModelGenerator):
         super().__init__(settings, **kwargs)
         self.client = client or _openai_client(settings)
 
+    # Traced without the response: a prompt or an answer never goes to X-Ray.
+    @tracer.capture_method(capture_response=False)
     def _attempt(self, prompt: Prompt) -> Iterator[GenerationEvent]:
         options: dict[str, Any] = {}
         if self.temperature is not None:
@@ -450,6 +457,8 @@ class OpenAIGenerator(_ModelGenerator):
             )
         )
 
+    # Traced without the response: a prompt or an answer never goes to X-Ray.
+    @tracer.capture_method(capture_response=False)
     def _condense_attempt(self, prompt: CondensePrompt) -> Condensed:
         options: dict[str, Any] = {}
         if self.temperature is not None:
@@ -522,6 +531,8 @@ class BedrockGenerator(_ModelGenerator):
         super().__init__(settings, **kwargs)
         self.client = client or _bedrock_client(settings)
 
+    # Traced without the response: a prompt or an answer never goes to X-Ray.
+    @tracer.capture_method(capture_response=False)
     def _attempt(self, prompt: Prompt) -> Iterator[GenerationEvent]:
         inference: dict[str, Any] = {"maxTokens": self.max_tokens}
         if self.temperature is not None:
@@ -553,6 +564,8 @@ class BedrockGenerator(_ModelGenerator):
                 )
         yield UsageReport(self._usage(usage.get("inputTokens"), usage.get("outputTokens"), stop_reason))
 
+    # Traced without the response: a prompt or an answer never goes to X-Ray.
+    @tracer.capture_method(capture_response=False)
     def _condense_attempt(self, prompt: CondensePrompt) -> Condensed:
         inference: dict[str, Any] = {"maxTokens": self.condense_max_tokens}
         if self.temperature is not None:

@@ -26,6 +26,16 @@ from .db import tenant_transaction
 from .embeddings import Embedder, embed_in_batches, get_embedder
 from .errors import ExtractionFailed, PayloadTooLarge, StoredObjectMissing
 from .extractors import Section
+from .observability import (
+    CHUNKS_EMBEDDED,
+    INGEST_CHUNK,
+    INGEST_EMBED,
+    INGEST_STORE,
+    count,
+    logger,
+    stage,
+    tag_tenant,
+)
 from .storage import ObjectStore, get_object_store
 
 
@@ -347,6 +357,7 @@ def ingest_document(
     """
     settings = settings or get_settings()
     store = store or PgDocumentStore()
+    tag_tenant(org_id)
     waiting = _upload_ready(store, objects, org_id, document_id, object_event, version_id)
     if waiting is not None:
         return waiting
@@ -358,22 +369,27 @@ def ingest_document(
         return Outcome.FAILED
     try:
         embedder = embedder or get_embedder(settings)
-        if doc.object_key is not None:
-            objects = objects or get_object_store()
-            data = _read_file(objects, doc, settings)
-            sha256 = hashlib.sha256(data).hexdigest()
-            if store.record_file_hash(doc, sha256) is not None:
-                return Outcome.DUPLICATE
-            doc = replace(doc, content_hash=sha256)
-            chunks = chunk_file(embedder, data, doc, settings)
-        else:
-            chunks = chunk_for(embedder, doc.content, settings)
+        with stage(INGEST_CHUNK):
+            if doc.object_key is not None:
+                objects = objects or get_object_store()
+                data = _read_file(objects, doc, settings)
+                sha256 = hashlib.sha256(data).hexdigest()
+                if store.record_file_hash(doc, sha256) is not None:
+                    return Outcome.DUPLICATE
+                doc = replace(doc, content_hash=sha256)
+                chunks = chunk_file(embedder, data, doc, settings)
+            else:
+                chunks = chunk_for(embedder, doc.content, settings)
         if not chunks:
             raise PermanentIngestError("the document contains no text")
-        vectors = embed_in_batches(
-            embedder, [c.content for c in chunks], settings.embed_batch_size, settings.embed_max_retries
-        )
-        saved = store.save_chunks(doc, chunks, vectors, embedder.model_name)
+        logger.debug("chunked", extra={"chunks": len(chunks), "attempt": doc.attempts})
+        with stage(INGEST_EMBED):
+            vectors = embed_in_batches(
+                embedder, [c.content for c in chunks], settings.embed_batch_size, settings.embed_max_retries
+            )
+        count(CHUNKS_EMBEDDED, len(chunks))
+        with stage(INGEST_STORE):
+            saved = store.save_chunks(doc, chunks, vectors, embedder.model_name)
         # Not saved because an identical file became ready meanwhile: this one is its duplicate.
         unsaved_upload = not saved and doc.object_key is not None and doc.content_hash is not None
         if unsaved_upload and store.record_file_hash(doc, doc.content_hash) is not None:

@@ -19,8 +19,9 @@ generator itself found nothing to answer with.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -31,9 +32,10 @@ from . import conversations
 from .auth import Principal
 from .condense import Turn, blend, bound_history, with_history_text
 from .config import Settings, get_settings
-from .embeddings import Embedder, get_embedder
+from .embeddings import Embedder, embed_once, get_embedder
 from .generation import (
     NO_ANSWER,
+    GenerationEvent,
     Generator,
     TextDelta,
     UsageReport,
@@ -41,7 +43,7 @@ from .generation import (
     split_sentences,
     word_groups,
 )
-from .observability import logger
+from .observability import QUERY_EMBED, QUERY_GENERATE, QUERY_SEARCH, add_time, logger, stage, tag_tenant
 from .retrieval import Source, dense_search, hybrid_search, lexical_search
 
 # The relevance signal reads the sentences of the best few sources, as it was calibrated (top_k 5), and
@@ -108,7 +110,8 @@ def plan_retrieval(
     previous = [t.question for t in turns[-settings.conversation_context_questions :]]
     vector = None
     if embed_query:
-        vectors = embedder.embed([question, *previous])
+        with stage(QUERY_EMBED):
+            vectors = embed_once(embedder, [question, *previous])
         vector = blend(vectors[0], vectors[1:])
     return RetrievalPlan(with_history_text(previous, question), question, "with_history", vector)
 
@@ -128,13 +131,35 @@ def retrieve(
     ``query_vector``, when given, is the dense retriever's query instead of the embedding of ``question``.
     """
     if mode == "lexical":
-        return lexical_search(org_id, question, top_k, filters, document_ids)
+        with stage(QUERY_SEARCH):
+            return lexical_search(org_id, question, top_k, filters, document_ids)
     if query_vector is None:
-        query_vector = (embedder or get_embedder(get_settings())).embed([question])[0]
-    if mode == "dense":
-        found = dense_search(org_id, query_vector, top_k, filters, document_ids)
-        return [replace(s, retrievers=("dense",)) for s in found]
-    return hybrid_search(org_id, question, query_vector, top_k, filters, document_ids)
+        with stage(QUERY_EMBED):
+            query_vector = embed_once(embedder or get_embedder(get_settings()), [question])[0]
+    with stage(QUERY_SEARCH):
+        if mode == "dense":
+            found = dense_search(org_id, query_vector, top_k, filters, document_ids)
+            return [replace(s, retrievers=("dense",)) for s in found]
+        return hybrid_search(org_id, question, query_vector, top_k, filters, document_ids)
+
+
+def timed_generation(events: Iterable[GenerationEvent]) -> Iterator[GenerationEvent]:
+    """``events`` unchanged; the time spent producing them (not the consumer's time between them, such
+    as a slow client's) is recorded as the generate stage's latency when the iteration ends or stops."""
+    iterator = iter(events)
+    spent = 0.0
+    try:
+        while True:
+            started = time.perf_counter()
+            try:
+                event = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                spent += time.perf_counter() - started
+            yield event
+    finally:
+        add_time(QUERY_GENERATE, spent)
 
 
 def answer_events(
@@ -154,6 +179,7 @@ def answer_events(
     included) is stored before ``done``.
     """
     principal.require("ask")
+    tag_tenant(principal.org_id)
     settings = get_settings()
     embedder = get_embedder(settings)
     generator = get_generator(embedder, settings.generation_provider, settings)
@@ -164,12 +190,17 @@ def answer_events(
     floor = settings.relevance_floor()
     plan = plan_retrieval(question, turns, generator, embedder, settings, mode != "lexical")
     # Lexical mode needs no embedding to search, but the floor is a cosine: embedded only when it is on.
-    # The relevance is that of what retrieval searched with (a follow-up alone may mean little).
     query_vector = plan.vector
     if query_vector is None and (mode != "lexical" or floor > 0):
-        query_vector = embedder.embed([plan.text])[0]
+        with stage(QUERY_EMBED):
+            query_vector = embed_once(embedder, [plan.text])[0]
     sources = retrieve(
         principal.org_id, plan.text, top_k, mode, filters, document_ids, embedder, query_vector
+    )
+    # Counts and ids only: neither the question nor what was found is ever logged.
+    logger.debug(
+        "retrieved",
+        extra={"mode": mode, "top_k": top_k, "sources": len(sources), "retrieval_method": plan.method},
     )
     source_views = [s.to_dict() for s in sources]
     first: dict[str, Any] = {"sources": source_views}
@@ -209,8 +240,11 @@ def answer_events(
     text: list[str] = []
     # closing(): when the consumer stops early (the client went away), the provider's stream is closed
     # at once, not whenever the garbage collector gets to it.
-    with closing(generator.stream(plan.answer_question, sources)) as events:
-        for event in events:
+    with (
+        closing(generator.stream(plan.answer_question, sources)) as events,
+        closing(timed_generation(events)) as timed,
+    ):
+        for event in timed:
             if isinstance(event, TextDelta):
                 text.append(event.text)
                 yield QueryEvent("token", {"text": event.text})

@@ -28,6 +28,7 @@ __all__ = [
     "ModelIntegrityError",
     "backoff_delay",
     "embed_in_batches",
+    "embed_once",
     "get_embedder",
     "reset_embedders",
 ]
@@ -139,6 +140,20 @@ def backoff_delay(
     return delay
 
 
+def embed_once(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """One call of the provider, traced (an X-Ray subsegment) and counted: a failure adds to the
+    provider error or throttle metrics (see ragcore.observability), then propagates unchanged."""
+    from ragcore.observability import provider_failure, tracer
+
+    with tracer.provider.in_subsegment("## embedding provider") as subsegment:
+        subsegment.put_annotation("provider", type(embedder).__name__)
+        try:
+            return embedder.embed(texts)
+        except EmbeddingProviderError as error:
+            provider_failure("embedding", type(embedder).__name__, throttled=error.status == 429)
+            raise
+
+
 def embed_in_batches(
     embedder: Embedder,
     texts: Sequence[str],
@@ -168,7 +183,7 @@ def embed_in_batches(
         attempt = 0
         while True:
             try:
-                vectors = np.asarray(embedder.embed(batch), dtype=np.float32)
+                vectors = np.asarray(embed_once(embedder, batch), dtype=np.float32)
                 break
             except EmbeddingProviderError as error:
                 if not error.retryable or attempt >= max_retries:
