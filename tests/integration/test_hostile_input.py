@@ -127,3 +127,22 @@ def test_204_responses_have_no_body(platform):
     response = platform.invoke("DELETE", f"/api/v1/documents/{doc['id']}", headers)
     assert response["statusCode"] == 204
     assert not response.get("body")
+
+
+@pytest.mark.parametrize(
+    "path, item",
+    [
+        ("/api/v1/documents", {"name": "wrapped.txt", "content": "A body inside an array."}),
+        ("/api/v1/conversations", {}),
+        ("/api/v1/api-keys", {"name": "wrapped", "scope": "query"}),
+        ("/api/v1/query/sync", {"question": "What is inside the array?"}),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_refused_and_nothing_is_stored(platform, path, item):
+    org = platform.register()
+    for raw in (json.dumps([item]), json.dumps([item, item]), '"text"', "7"):
+        result = platform.request("POST", path, raw_body=raw.encode(), token=org["token"])
+        assert result.status == 422, (path, raw, result.body)
+        assert result.body["error"] == {"code": "validation_error", "message": "body: must be a JSON object"}
+    for listing in ("/api/v1/documents", "/api/v1/conversations", "/api/v1/api-keys"):
+        assert platform.request("GET", listing, token=org["token"]).body["items"] == []

@@ -123,6 +123,16 @@ def parse_json_body(body: str | bytes) -> Any:
         raise json.JSONDecodeError(f"invalid JSON: {type(exc).__name__}", "", 0) from exc
 
 
+def parse_json_object_body(body: str | bytes) -> dict[str, Any]:
+    """``parse_json_body`` for the REST routes, whose bodies are all JSON objects: any other top level
+    (an array, a string) is refused here, since the validation layer would otherwise read the first item
+    of an array as the body."""
+    payload = parse_json_body(body)
+    if not isinstance(payload, dict):
+        raise InvalidInput("body: must be a JSON object")
+    return payload
+
+
 class StrictModel(BaseModel):
     # Unknown fields are refused so that a misspelt option ("topk") is reported, not silently ignored.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -360,7 +370,7 @@ def create_resolver() -> APIGatewayRestResolver:
     """An API Gateway REST resolver with request validation and the platform's error mapping."""
     # debug=False whatever POWERTOOLS_DEV says: Powertools' debug mode prints every event, and an event
     # holds the Authorization header and the body.
-    app = PlatformResolver(enable_validation=True, json_body_deserializer=parse_json_body, debug=False)
+    app = PlatformResolver(enable_validation=True, json_body_deserializer=parse_json_object_body, debug=False)
 
     @app.exception_handler(RagError)
     def _domain_error(exc: RagError) -> Response:
