@@ -1,13 +1,15 @@
-"""Documents function: upload (queued for ingestion), list, get, delete and re-ingest."""
+"""Documents function: upload (queued for ingestion), list, get, delete and re-ingest, and the
+organisation's usage and quotas (what it holds is mostly its documents)."""
 
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from ragcore import documents
+from ragcore import documents, quotas
 from ragcore.api import (
     CreateDocumentRequest,
+    UsageResponse,
     as_json_request,
     authenticate,
     create_resolver,
@@ -57,6 +59,11 @@ def delete_document(document_id: str):
 def reingest_document(document_id: str):
     document = documents.reingest_document(authenticate(app), parse_id(document_id, "document"))
     return json_response(202, {"document": document})
+
+
+@app.get("/api/v1/usage")
+def get_usage() -> UsageResponse:
+    return UsageResponse.model_validate(quotas.get_usage(authenticate(app)))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from . import quotas
 from .auth import Principal
 from .config import get_settings
 from .db import tenant_transaction
@@ -65,6 +66,9 @@ def create_document(
     The row is committed before the message is sent, so the ingest worker always finds it. If the queue
     refuses the message the row is removed again and the caller gets ServiceUnavailable: a document is
     never left ``pending`` with no message on its way.
+
+    The organisation's document and storage quotas are charged in the transaction that inserts the row
+    (QuotaExceeded 409, StorageQuotaExceeded 413): a refused document is never stored nor embedded.
     """
     principal.require("write_documents")
     size = len(content.encode())
@@ -80,20 +84,45 @@ def create_document(
         raise InvalidInput("content must contain some text")
     document_id = uuid.uuid4()
     with tenant_transaction(principal.org_id) as conn:
+        quotas.reserve_document(principal, size, conn)
         row = conn.execute(
-            f"""INSERT INTO documents (id, org_id, name, content, metadata, content_hash)
-                VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
-            (document_id, principal.org_id, name, content, Jsonb(metadata or {}), content_hash(content)),
+            f"""INSERT INTO documents (id, org_id, name, content, metadata, content_hash, quota_bytes)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
+            (
+                document_id,
+                principal.org_id,
+                name,
+                content,
+                Jsonb(metadata or {}),
+                content_hash(content),
+                size,
+            ),
         ).fetchone()
     try:
         (queue or get_ingest_queue()).send(principal.org_id, document_id)
     except Exception:
         with tenant_transaction(principal.org_id) as conn:
-            conn.execute(
-                "DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
-            )
+            _delete_and_release(conn, principal.org_id, document_id)
         raise
     return document_view(row)
+
+
+def _delete_and_release(conn, org_id: uuid.UUID, document_id: uuid.UUID) -> bool:
+    """Delete a document (its chunks go by cascade) and give its quota back, in one transaction."""
+    # The row lock first: an ingestion storing this document's chunks meanwhile holds the same lock, so
+    # the chunks counted here are the ones the delete removes.
+    row = conn.execute(
+        "SELECT quota_bytes FROM documents WHERE org_id = %s AND id = %s FOR UPDATE", (org_id, document_id)
+    ).fetchone()
+    if row is None:
+        return False
+    chunks = conn.execute(
+        "SELECT count(*) AS n FROM document_chunks WHERE org_id = %s AND document_id = %s",
+        (org_id, document_id),
+    ).fetchone()["n"]
+    conn.execute("DELETE FROM documents WHERE org_id = %s AND id = %s", (org_id, document_id))
+    quotas.release_document(conn, org_id, row["quota_bytes"], chunks)
+    return True
 
 
 def encode_cursor(created_at: datetime, document_id: uuid.UUID) -> str:
@@ -156,12 +185,11 @@ def get_document(principal: Principal, document_id: uuid.UUID) -> dict[str, Any]
 
 
 def delete_document(principal: Principal, document_id: uuid.UUID) -> None:
-    """Delete a document and its chunks (admin users, and write and admin API keys)."""
+    """Delete a document and its chunks (admin users, and write and admin API keys); the organisation
+    gets back the document, bytes and chunks it held against its quotas."""
     principal.require("manage_documents")
     with tenant_transaction(principal.org_id) as conn:
-        deleted = conn.execute(
-            "DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
-        ).rowcount
+        deleted = _delete_and_release(conn, principal.org_id, document_id)
     if not deleted:
         raise NotFound("document not found")
 

@@ -71,3 +71,27 @@ class ServiceUnavailable(RagError):
     """A dependency (queue, provider) is temporarily unavailable."""
 
     code = "service_unavailable"
+
+
+class QuotaExceeded(Conflict):
+    """The organisation holds as many documents (or chunks) as its quota allows."""
+
+    code = "document_quota_exceeded"
+
+
+class ChunkQuotaExceeded(QuotaExceeded):
+    """Storing a document's chunks would take the organisation over its chunk quota."""
+
+    code = "chunk_quota_exceeded"
+
+
+class StorageQuotaExceeded(PayloadTooLarge):
+    """The content would take the organisation over its storage quota (bytes)."""
+
+    code = "storage_quota_exceeded"
+
+
+class QueryQuotaExceeded(RateLimited):
+    """The organisation asked as many questions as its quota allows in the current day or minute."""
+
+    code = "query_quota_exceeded"

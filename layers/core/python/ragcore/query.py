@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import conversations
+from . import conversations, quotas
 from .auth import Principal
 from .condense import Turn, blend, bound_history, with_history_text
 from .config import Settings, get_settings
@@ -126,6 +126,10 @@ def answer_events(
     With ``conversation_id`` (one of the caller's conversations, else NotFound before anything else),
     the ``sources`` event also says what retrieval searched with, and the completed turn is stored
     before ``done``.
+
+    The question counts against the organisation's query quotas before anything is embedded or
+    retrieved (QueryQuotaExceeded, 429, when they are used up); the generation tokens are added to its
+    usage when the answer is complete.
     """
     principal.require("ask")
     settings = get_settings()
@@ -135,6 +139,8 @@ def answer_events(
     if conversation_id is not None:
         depth = max(settings.conversation_history_max_turns, settings.conversation_context_questions)
         turns = conversations.load_history(principal, conversation_id, depth).turns
+    embedded = 0 if mode == "lexical" else sum(embedder.count_word_pieces(question.split()))
+    quotas.count_query(principal, embedded)
     plan = plan_retrieval(question, turns, generator, embedder, settings, mode)
     sources = retrieve(principal.org_id, plan.text, top_k, mode, filters, document_ids, embedder, plan.vector)
     source_views = [s.to_dict() for s in sources]
@@ -156,6 +162,7 @@ def answer_events(
                 yield QueryEvent("token", {"text": event.text})
             elif isinstance(event, UsageReport):
                 usage = event.usage
+    quotas.record_generation(principal, usage, plan.usage)
     usage = {**usage, "retrieved_chunks": len(sources)}
     if plan.usage is not None:
         usage["condense"] = plan.usage

@@ -1,0 +1,296 @@
+"""Per-tenant quotas and usage: what an organisation holds and spends, and the limits that apply to it.
+
+The counters live in one row per organisation (``org_usage``, migration 0009) and every change is a
+single conditional UPDATE (``SET used = used + n WHERE used + n <= limit``): PostgreSQL re-checks the
+condition on the latest row version after waiting for a concurrent writer's lock, so a limit holds across
+any number of Lambda environments. Limits are the configured defaults unless the operator stored an
+override for the organisation (``org_quotas``).
+
+What is counted, and when (see docs/decisions.md, "What the usage counters count"):
+- documents and stored bytes: reserved when a document is created, in the transaction that inserts it,
+  and given back when it is deleted;
+- chunks and embedding tokens of ingestion: in the transaction that stores the chunks, so a retried or
+  re-delivered ingestion counts once; chunks are checked before anything is embedded, too;
+- queries: counted once per request, before retrieval (a refused query costs nothing); the question's
+  embedding tokens with it; generation tokens from the generator's usage report when the answer is done.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from .config import Settings, get_settings
+from .db import tenant_transaction
+from .errors import ChunkQuotaExceeded, QueryQuotaExceeded, QuotaExceeded, StorageQuotaExceeded
+from .principal import Principal
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits that apply to one organisation."""
+
+    documents: int
+    chunks: int
+    stored_bytes: int
+    queries_per_day: int
+    queries_per_minute: int
+
+
+def _ensure_row(conn: psycopg.Connection, org_id: uuid.UUID) -> None:
+    # Organisations created after the migration get their row on first use.
+    conn.execute("INSERT INTO org_usage (org_id) VALUES (%s) ON CONFLICT (org_id) DO NOTHING", (org_id,))
+
+
+def limits_for(conn: psycopg.Connection, org_id: uuid.UUID, settings: Settings | None = None) -> Limits:
+    """The organisation's limits: its overrides where the operator set one, the configured defaults else."""
+    s = settings or get_settings()
+    row = (
+        conn.execute(
+            """SELECT max_documents, max_chunks, max_stored_bytes, max_queries_per_day, max_queries_per_minute
+           FROM org_quotas WHERE org_id = %s""",
+            (org_id,),
+        ).fetchone()
+        or {}
+    )
+
+    def pick(column: str, default: int) -> int:
+        value = row.get(column)
+        return default if value is None else int(value)
+
+    return Limits(
+        documents=pick("max_documents", s.quota_max_documents),
+        chunks=pick("max_chunks", s.quota_max_chunks),
+        stored_bytes=pick("max_stored_bytes", s.quota_max_stored_bytes),
+        queries_per_day=pick("max_queries_per_day", s.quota_max_queries_per_day),
+        queries_per_minute=pick("max_queries_per_minute", s.quota_max_queries_per_minute),
+    )
+
+
+def reserve_document_in(conn: psycopg.Connection, org_id: uuid.UUID, size_bytes: int) -> None:
+    """Count one more document of ``size_bytes`` against the organisation's quotas, inside the caller's
+    tenant transaction (the one that inserts the document, so both commit or neither does).
+
+    QuotaExceeded (409) when it already holds its most documents, StorageQuotaExceeded (413) when the
+    bytes would exceed its storage quota.
+    """
+    if size_bytes < 0:
+        raise ValueError("size_bytes must not be negative")
+    limits = limits_for(conn, org_id)
+    _ensure_row(conn, org_id)
+    row = conn.execute(
+        """UPDATE org_usage SET documents = documents + 1, stored_bytes = stored_bytes + %(size)s,
+                  updated_at = now()
+           WHERE org_id = %(org)s AND documents + 1 <= %(max_docs)s
+             AND stored_bytes + %(size)s <= %(max_bytes)s
+           RETURNING documents""",
+        {"org": org_id, "size": size_bytes, "max_docs": limits.documents, "max_bytes": limits.stored_bytes},
+    ).fetchone()
+    if row is not None:
+        return
+    held = conn.execute(
+        "SELECT documents, stored_bytes FROM org_usage WHERE org_id = %s", (org_id,)
+    ).fetchone()
+    if held["documents"] + 1 > limits.documents:
+        raise QuotaExceeded(
+            f"the organisation holds {held['documents']} documents, the most its quota allows "
+            f"({limits.documents}); delete some or ask the operator for a larger quota"
+        )
+    raise StorageQuotaExceeded(
+        f"the document's {size_bytes} bytes would take the organisation's stored content from "
+        f"{held['stored_bytes']} bytes over its quota of {limits.stored_bytes} bytes"
+    )
+
+
+def reserve_document(principal: Principal, size_bytes: int, conn: psycopg.Connection | None = None) -> None:
+    """Count a new document of ``size_bytes`` against the caller's organisation, before anything is
+    stored or embedded; raises QuotaExceeded (409) or StorageQuotaExceeded (413).
+
+    Pass ``conn`` (a tenant transaction of the caller's organisation) to make the reservation part of the
+    transaction that inserts the document; without it the reservation commits on its own and the caller
+    must :func:`release_document` it if the document is not created after all.
+    """
+    if conn is not None:
+        reserve_document_in(conn, principal.org_id, size_bytes)
+        return
+    with tenant_transaction(principal.org_id) as own:
+        reserve_document_in(own, principal.org_id, size_bytes)
+
+
+def release_document(conn: psycopg.Connection, org_id: uuid.UUID, size_bytes: int, chunks: int) -> None:
+    """Give back what a deleted document held (one document, its bytes and its chunks), inside the
+    transaction that deletes it."""
+    conn.execute(
+        """UPDATE org_usage SET documents = greatest(documents - 1, 0),
+                  stored_bytes = greatest(stored_bytes - %s, 0), chunks = greatest(chunks - %s, 0),
+                  updated_at = now()
+           WHERE org_id = %s""",
+        (size_bytes, chunks, org_id),
+    )
+
+
+def _chunk_refusal(org_id_chunks: int, adding: int, limit: int) -> ChunkQuotaExceeded:
+    return ChunkQuotaExceeded(
+        f"chunk_quota_exceeded: the document makes {adding} more chunks and the organisation holds "
+        f"{org_id_chunks} of the {limit} its quota allows"
+    )
+
+
+def check_chunks(conn: psycopg.Connection, org_id: uuid.UUID, delta: int) -> None:
+    """Refuse (ChunkQuotaExceeded) a change of ``delta`` chunks that would exceed the quota, without
+    counting it: the check made before a document is embedded."""
+    if delta <= 0:
+        return
+    limits = limits_for(conn, org_id)
+    row = conn.execute("SELECT chunks FROM org_usage WHERE org_id = %s", (org_id,)).fetchone()
+    held = row["chunks"] if row else 0
+    if held + delta > limits.chunks:
+        raise _chunk_refusal(held, delta, limits.chunks)
+
+
+def commit_chunks(conn: psycopg.Connection, org_id: uuid.UUID, delta: int, embedding_tokens: int) -> None:
+    """Count ``delta`` more chunks (negative when a re-ingested document shrank) and the embedding tokens
+    spent on them, atomically and within the quota, in the transaction that stores the chunks;
+    ChunkQuotaExceeded when they do not fit (the caller's transaction then rolls back)."""
+    limits = limits_for(conn, org_id)
+    _ensure_row(conn, org_id)
+    row = conn.execute(
+        """UPDATE org_usage SET chunks = greatest(chunks + %(delta)s, 0),
+                  embedding_tokens = embedding_tokens + %(tokens)s, updated_at = now()
+           WHERE org_id = %(org)s AND (%(delta)s <= 0 OR chunks + %(delta)s <= %(max)s)
+           RETURNING chunks""",
+        {"org": org_id, "delta": delta, "tokens": max(embedding_tokens, 0), "max": limits.chunks},
+    ).fetchone()
+    if row is None:
+        held = conn.execute("SELECT chunks FROM org_usage WHERE org_id = %s", (org_id,)).fetchone()
+        raise _chunk_refusal(held["chunks"], delta, limits.chunks)
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
+
+
+def count_query(principal: Principal, embedding_tokens: int = 0) -> None:
+    """Count one question of the caller's organisation against its daily and per-minute quotas (with the
+    tokens spent embedding it); QueryQuotaExceeded (429, with the seconds until the window that is full
+    ends) when either is used up. A refused question is not counted."""
+    org_id = principal.org_id
+    with tenant_transaction(org_id) as conn:
+        limits = limits_for(conn, org_id)
+        _ensure_row(conn, org_id)
+        row = conn.execute(
+            """WITH w AS (SELECT (now() AT TIME ZONE 'UTC')::date AS day,
+                                 date_trunc('minute', now()) AS minute)
+               UPDATE org_usage u SET
+                   queries_in_day = CASE WHEN u.queries_day = w.day THEN u.queries_in_day + 1 ELSE 1 END,
+                   queries_day = w.day,
+                   queries_in_minute = CASE WHEN u.queries_minute = w.minute
+                                            THEN u.queries_in_minute + 1 ELSE 1 END,
+                   queries_minute = w.minute,
+                   queries_total = u.queries_total + 1,
+                   embedding_tokens = u.embedding_tokens + %(tokens)s,
+                   updated_at = now()
+               FROM w
+               WHERE u.org_id = %(org)s
+                 AND (CASE WHEN u.queries_day = w.day THEN u.queries_in_day ELSE 0 END) < %(per_day)s
+                 AND (CASE WHEN u.queries_minute = w.minute THEN u.queries_in_minute ELSE 0 END)
+                     < %(per_minute)s
+               RETURNING u.queries_in_day""",
+            {
+                "org": org_id,
+                "tokens": max(embedding_tokens, 0),
+                "per_day": limits.queries_per_day,
+                "per_minute": limits.queries_per_minute,
+            },
+        ).fetchone()
+        if row is not None:
+            return
+        held = conn.execute(
+            """SELECT queries_day = (now() AT TIME ZONE 'UTC')::date AND queries_in_day >= %s AS day_full,
+                      now() AS now
+               FROM org_usage WHERE org_id = %s""",
+            (limits.queries_per_day, org_id),
+        ).fetchone()
+    now = held["now"].astimezone(UTC)
+    if held["day_full"]:
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+        raise QueryQuotaExceeded(
+            f"the organisation asked its {limits.queries_per_day} questions of today (UTC); "
+            "the quota renews at midnight UTC",
+            retry_after_seconds=_seconds_until(midnight, now),
+        )
+    next_minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    raise QueryQuotaExceeded(
+        f"the organisation asked its {limits.queries_per_minute} questions of this minute",
+        retry_after_seconds=_seconds_until(next_minute, now),
+    )
+
+
+def _tokens(report: dict[str, Any] | None) -> tuple[int, int]:
+    if not report:
+        return 0, 0
+    values = []
+    for key in ("input_tokens", "output_tokens"):
+        value = report.get(key)
+        values.append(value if isinstance(value, int) and value > 0 else 0)
+    return values[0], values[1]
+
+
+def record_generation(principal: Principal, *reports: dict[str, Any] | None) -> None:
+    """Add the tokens of the generator's usage reports (``input_tokens``, ``output_tokens``; a provider
+    that reports none counts 0) to the caller's organisation."""
+    spent = [_tokens(r) for r in reports]
+    tokens_in, tokens_out = sum(i for i, _ in spent), sum(o for _, o in spent)
+    if not tokens_in and not tokens_out:
+        return
+    with tenant_transaction(principal.org_id) as conn:
+        _ensure_row(conn, principal.org_id)
+        conn.execute(
+            """UPDATE org_usage SET generation_input_tokens = generation_input_tokens + %s,
+                      generation_output_tokens = generation_output_tokens + %s, updated_at = now()
+               WHERE org_id = %s""",
+            (tokens_in, tokens_out, principal.org_id),
+        )
+
+
+def get_usage(principal: Principal) -> dict[str, Any]:
+    """The caller's organisation's counters and the limits that apply to it (any member, admin or key)."""
+    principal.require("read_usage")
+    with tenant_transaction(principal.org_id) as conn:
+        limits = limits_for(conn, principal.org_id)
+        row = conn.execute(
+            """SELECT documents, chunks, stored_bytes, embedding_tokens, generation_input_tokens,
+                      generation_output_tokens, queries_total,
+                      CASE WHEN queries_day = (now() AT TIME ZONE 'UTC')::date
+                           THEN queries_in_day ELSE 0 END AS queries_today,
+                      CASE WHEN queries_minute = date_trunc('minute', now())
+                           THEN queries_in_minute ELSE 0 END AS queries_this_minute,
+                      (now() AT TIME ZONE 'UTC')::date AS day
+               FROM org_usage WHERE org_id = %s""",
+            (principal.org_id,),
+        ).fetchone()
+        if row is None:
+            day = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date AS day").fetchone()["day"]
+            row = dict.fromkeys(
+                (
+                    "documents",
+                    "chunks",
+                    "stored_bytes",
+                    "embedding_tokens",
+                    "generation_input_tokens",
+                    "generation_output_tokens",
+                    "queries_total",
+                    "queries_today",
+                    "queries_this_minute",
+                ),
+                0,
+            ) | {"day": day}
+    usage = {key: int(value) for key, value in row.items() if key != "day"}
+    usage["generation_tokens"] = usage["generation_input_tokens"] + usage["generation_output_tokens"]
+    usage["day"] = row["day"].isoformat()
+    return {"usage": usage, "limits": asdict(limits)}
