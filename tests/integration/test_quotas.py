@@ -346,3 +346,37 @@ def test_the_application_role_reads_its_limits_but_cannot_change_them(platform):
         assert conn.execute("SELECT max_documents FROM org_quotas").fetchall() == [(3,)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE org_quotas SET max_documents = 1000000")
+
+
+def test_the_operator_sets_and_clears_overrides_through_the_migrate_function(platform, configure):
+    configure(quota_max_documents=50)
+    org = platform.register()
+    migrate = next(f for f in platform.functions.values() if f.spec.code_uri.rstrip("/").endswith("migrate"))
+    stored_row = migrate.invoke(
+        {"task": "set_quota", "org_id": org["org"]["id"], "limits": {"documents": 1, "queries_per_day": 9}}
+    )
+    assert stored_row["documents"] == 1 and stored_row["queries_per_day"] == 9
+    assert stored_row["chunks"] is None  # not named: still the default
+    limits = usage(platform, org["token"])["limits"]
+    assert (limits["documents"], limits["queries_per_day"]) == (1, 9)
+    upload(platform, org["token"])
+    assert (
+        platform.request(
+            "POST", "/api/v1/documents", {"name": "b", "content": "more"}, token=org["token"]
+        ).status
+        == 409
+    )
+    # null: back to the configured default; queries_per_day keeps its override.
+    migrate.invoke({"task": "set_quota", "org_id": org["org"]["id"], "limits": {"documents": None}})
+    limits = usage(platform, org["token"])["limits"]
+    assert (limits["documents"], limits["queries_per_day"]) == (50, 9)
+    for bad in (
+        {"org_id": org["org"]["id"], "limits": {"document": 5}},
+        {"org_id": org["org"]["id"], "limits": {"documents": -1}},
+        {"org_id": org["org"]["id"], "limits": {"documents": "5"}},
+        {"org_id": org["org"]["id"], "limits": {}},
+        {"org_id": "not-a-uuid", "limits": {"documents": 5}},
+        {"org_id": str(uuid.uuid4()), "limits": {"documents": 5}},
+    ):
+        assert "error" in migrate.invoke({"task": "set_quota", **bad}), bad
+    assert usage(platform, org["token"])["limits"]["documents"] == 50

@@ -294,3 +294,47 @@ def get_usage(principal: Principal) -> dict[str, Any]:
     usage["generation_tokens"] = usage["generation_input_tokens"] + usage["generation_output_tokens"]
     usage["day"] = row["day"].isoformat()
     return {"usage": usage, "limits": asdict(limits)}
+
+
+# The limits an operator can override per organisation, and their columns in org_quotas.
+OVERRIDE_COLUMNS = {
+    "documents": "max_documents",
+    "chunks": "max_chunks",
+    "stored_bytes": "max_stored_bytes",
+    "queries_per_day": "max_queries_per_day",
+    "queries_per_minute": "max_queries_per_minute",
+}
+
+
+def set_overrides(owner_url: str, org_id: uuid.UUID | str, limits: dict[str, Any]) -> dict[str, Any]:
+    """Operator: store limits of one organisation (``{"documents": 100, "queries_per_day": None}``; None
+    goes back to the configured default; limits not named keep their value). Runs as the schema owner,
+    the only role that may write org_quotas. Returns the organisation's overrides as stored.
+
+    ValueError for an unknown limit, a value that is not a non-negative integer, or an unknown org.
+    """
+    org = uuid.UUID(str(org_id))
+    if not isinstance(limits, dict) or not limits:
+        raise ValueError(f"limits must name at least one of {', '.join(OVERRIDE_COLUMNS)}")
+    unknown = sorted(set(limits) - set(OVERRIDE_COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown limits {unknown}; known: {', '.join(OVERRIDE_COLUMNS)}")
+    for name, value in limits.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"{name} must be a non-negative integer or null, got {value!r}")
+    columns = [OVERRIDE_COLUMNS[name] for name in limits]
+    assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+    with psycopg.connect(owner_url) as conn:
+        try:
+            conn.execute(
+                f"""INSERT INTO org_quotas (org_id, {", ".join(columns)})
+                    VALUES (%s, {", ".join(["%s"] * len(columns))})
+                    ON CONFLICT (org_id) DO UPDATE SET {assignments}, updated_at = now()""",
+                (org, *limits.values()),
+            )
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise ValueError(f"no organisation {org}") from exc
+        row = conn.execute(
+            f"SELECT {', '.join(OVERRIDE_COLUMNS.values())} FROM org_quotas WHERE org_id = %s", (org,)
+        ).fetchone()
+    return {"org_id": str(org), **dict(zip(OVERRIDE_COLUMNS, row, strict=True))}
