@@ -30,6 +30,15 @@ from .db import tenant_transaction
 from .errors import ChunkQuotaExceeded, QueryQuotaExceeded, QuotaExceeded, StorageQuotaExceeded
 from .principal import Principal
 
+# The limits an operator can override per organisation, and their columns in org_quotas.
+OVERRIDE_COLUMNS = {
+    "documents": "max_documents",
+    "chunks": "max_chunks",
+    "stored_bytes": "max_stored_bytes",
+    "queries_per_day": "max_queries_per_day",
+    "queries_per_minute": "max_queries_per_minute",
+}
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -45,6 +54,36 @@ class Limits:
 def _ensure_row(conn: psycopg.Connection, org_id: uuid.UUID) -> None:
     # Organisations created after the migration get their row on first use.
     conn.execute("INSERT INTO org_usage (org_id) VALUES (%s) ON CONFLICT (org_id) DO NOTHING", (org_id,))
+
+
+def _limit(name: str) -> str:
+    """SQL for the limit ``name`` of the organisation %(org)s: its override, else the default passed as
+    %(default_<name>)s (read in the statement that checks it: one round trip when within the limit)."""
+    column = OVERRIDE_COLUMNS[name]
+    return f"coalesce((SELECT q.{column} FROM org_quotas q WHERE q.org_id = %(org)s), %(default_{name})s)"
+
+
+def _defaults(settings: Settings | None = None) -> dict[str, int]:
+    s = settings or get_settings()
+    return {
+        "default_documents": s.quota_max_documents,
+        "default_chunks": s.quota_max_chunks,
+        "default_stored_bytes": s.quota_max_stored_bytes,
+        "default_queries_per_day": s.quota_max_queries_per_day,
+        "default_queries_per_minute": s.quota_max_queries_per_minute,
+    }
+
+
+def _update_own_row(conn: psycopg.Connection, org_id: uuid.UUID, sql: str, params: dict) -> dict | None:
+    """Run a conditional UPDATE of the organisation's counters; when it matched nothing because the row
+    does not exist yet, create the row and run it once more."""
+    params = {**_defaults(), **params, "org": org_id}
+    row = conn.execute(sql, params).fetchone()
+    exists = "SELECT 1 FROM org_usage WHERE org_id = %s"
+    if row is None and conn.execute(exists, (org_id,)).fetchone() is None:
+        _ensure_row(conn, org_id)
+        row = conn.execute(sql, params).fetchone()
+    return row
 
 
 def limits_for(conn: psycopg.Connection, org_id: uuid.UUID, settings: Settings | None = None) -> Limits:
@@ -81,18 +120,19 @@ def reserve_document_in(conn: psycopg.Connection, org_id: uuid.UUID, size_bytes:
     """
     if size_bytes < 0:
         raise ValueError("size_bytes must not be negative")
-    limits = limits_for(conn, org_id)
-    _ensure_row(conn, org_id)
-    row = conn.execute(
-        """UPDATE org_usage SET documents = documents + 1, stored_bytes = stored_bytes + %(size)s,
-                  updated_at = now()
-           WHERE org_id = %(org)s AND documents + 1 <= %(max_docs)s
-             AND stored_bytes + %(size)s <= %(max_bytes)s
-           RETURNING documents""",
-        {"org": org_id, "size": size_bytes, "max_docs": limits.documents, "max_bytes": limits.stored_bytes},
-    ).fetchone()
+    row = _update_own_row(
+        conn,
+        org_id,
+        f"""UPDATE org_usage SET documents = documents + 1, stored_bytes = stored_bytes + %(size)s,
+                   updated_at = now()
+            WHERE org_id = %(org)s AND documents + 1 <= {_limit("documents")}
+              AND stored_bytes + %(size)s <= {_limit("stored_bytes")}
+            RETURNING documents""",
+        {"size": size_bytes},
+    )
     if row is not None:
         return
+    limits = limits_for(conn, org_id)
     held = conn.execute(
         "SELECT documents, stored_bytes FROM org_usage WHERE org_id = %s", (org_id,)
     ).fetchone()
@@ -157,16 +197,17 @@ def commit_chunks(conn: psycopg.Connection, org_id: uuid.UUID, delta: int, embed
     """Count ``delta`` more chunks (negative when a re-ingested document shrank) and the embedding tokens
     spent on them, atomically and within the quota, in the transaction that stores the chunks;
     ChunkQuotaExceeded when they do not fit (the caller's transaction then rolls back)."""
-    limits = limits_for(conn, org_id)
-    _ensure_row(conn, org_id)
-    row = conn.execute(
-        """UPDATE org_usage SET chunks = greatest(chunks + %(delta)s, 0),
-                  embedding_tokens = embedding_tokens + %(tokens)s, updated_at = now()
-           WHERE org_id = %(org)s AND (%(delta)s <= 0 OR chunks + %(delta)s <= %(max)s)
-           RETURNING chunks""",
-        {"org": org_id, "delta": delta, "tokens": max(embedding_tokens, 0), "max": limits.chunks},
-    ).fetchone()
+    row = _update_own_row(
+        conn,
+        org_id,
+        f"""UPDATE org_usage SET chunks = greatest(chunks + %(delta)s, 0),
+                   embedding_tokens = embedding_tokens + %(tokens)s, updated_at = now()
+            WHERE org_id = %(org)s AND (%(delta)s <= 0 OR chunks + %(delta)s <= {_limit("chunks")})
+            RETURNING chunks""",
+        {"delta": delta, "tokens": max(embedding_tokens, 0)},
+    )
     if row is None:
+        limits = limits_for(conn, org_id)
         held = conn.execute("SELECT chunks FROM org_usage WHERE org_id = %s", (org_id,)).fetchone()
         raise _chunk_refusal(held["chunks"], delta, limits.chunks)
 
@@ -181,35 +222,32 @@ def count_query(principal: Principal, embedding_tokens: int = 0) -> None:
     ends) when either is used up. A refused question is not counted."""
     org_id = principal.org_id
     with tenant_transaction(org_id) as conn:
-        limits = limits_for(conn, org_id)
-        _ensure_row(conn, org_id)
-        row = conn.execute(
-            """WITH w AS (SELECT (now() AT TIME ZONE 'UTC')::date AS day,
-                                 date_trunc('minute', now()) AS minute)
-               UPDATE org_usage u SET
-                   queries_in_day = CASE WHEN u.queries_day = w.day THEN u.queries_in_day + 1 ELSE 1 END,
-                   queries_day = w.day,
-                   queries_in_minute = CASE WHEN u.queries_minute = w.minute
-                                            THEN u.queries_in_minute + 1 ELSE 1 END,
-                   queries_minute = w.minute,
-                   queries_total = u.queries_total + 1,
-                   embedding_tokens = u.embedding_tokens + %(tokens)s,
-                   updated_at = now()
-               FROM w
-               WHERE u.org_id = %(org)s
-                 AND (CASE WHEN u.queries_day = w.day THEN u.queries_in_day ELSE 0 END) < %(per_day)s
-                 AND (CASE WHEN u.queries_minute = w.minute THEN u.queries_in_minute ELSE 0 END)
-                     < %(per_minute)s
-               RETURNING u.queries_in_day""",
-            {
-                "org": org_id,
-                "tokens": max(embedding_tokens, 0),
-                "per_day": limits.queries_per_day,
-                "per_minute": limits.queries_per_minute,
-            },
-        ).fetchone()
+        row = _update_own_row(
+            conn,
+            org_id,
+            f"""WITH w AS (SELECT (now() AT TIME ZONE 'UTC')::date AS day,
+                                  date_trunc('minute', now()) AS minute)
+                UPDATE org_usage u SET
+                    queries_in_day = CASE WHEN u.queries_day = w.day THEN u.queries_in_day + 1 ELSE 1 END,
+                    queries_day = w.day,
+                    queries_in_minute = CASE WHEN u.queries_minute = w.minute
+                                             THEN u.queries_in_minute + 1 ELSE 1 END,
+                    queries_minute = w.minute,
+                    queries_total = u.queries_total + 1,
+                    embedding_tokens = u.embedding_tokens + %(tokens)s,
+                    updated_at = now()
+                FROM w
+                WHERE u.org_id = %(org)s
+                  AND (CASE WHEN u.queries_day = w.day THEN u.queries_in_day ELSE 0 END)
+                      < {_limit("queries_per_day")}
+                  AND (CASE WHEN u.queries_minute = w.minute THEN u.queries_in_minute ELSE 0 END)
+                      < {_limit("queries_per_minute")}
+                RETURNING u.queries_in_day""",
+            {"tokens": max(embedding_tokens, 0)},
+        )
         if row is not None:
             return
+        limits = limits_for(conn, org_id)
         held = conn.execute(
             """SELECT queries_day = (now() AT TIME ZONE 'UTC')::date AND queries_in_day >= %s AS day_full,
                       now() AS now
@@ -294,16 +332,6 @@ def get_usage(principal: Principal) -> dict[str, Any]:
     usage["generation_tokens"] = usage["generation_input_tokens"] + usage["generation_output_tokens"]
     usage["day"] = row["day"].isoformat()
     return {"usage": usage, "limits": asdict(limits)}
-
-
-# The limits an operator can override per organisation, and their columns in org_quotas.
-OVERRIDE_COLUMNS = {
-    "documents": "max_documents",
-    "chunks": "max_chunks",
-    "stored_bytes": "max_stored_bytes",
-    "queries_per_day": "max_queries_per_day",
-    "queries_per_minute": "max_queries_per_minute",
-}
 
 
 def set_overrides(owner_url: str, org_id: uuid.UUID | str, limits: dict[str, Any]) -> dict[str, Any]:
