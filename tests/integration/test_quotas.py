@@ -12,8 +12,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ragcore.chunking import Chunk
-from ragcore.errors import ChunkQuotaExceeded
+from ragcore.documents import create_document
+from ragcore.errors import ChunkQuotaExceeded, ServiceUnavailable
 from ragcore.ingest import PgDocumentStore
+from ragcore.principal import Principal
 
 from tests.integration.test_api_keys import create_key, new_user
 from tests.integration.test_documents import HANDBOOK, upload
@@ -380,3 +382,18 @@ def test_the_operator_sets_and_clears_overrides_through_the_migrate_function(pla
     ):
         assert "error" in migrate.invoke({"task": "set_quota", **bad}), bad
     assert usage(platform, org["token"])["limits"]["documents"] == 50
+
+
+def test_a_document_the_queue_refuses_gives_its_reservation_back(platform):
+    """The real SQS client against a queue that does not exist (moto answers an error): 503, and the
+    document and its bytes are given back."""
+    from ragcore.queue import SqsIngestQueue
+
+    org = platform.register()
+    missing = SqsIngestQueue(platform.queue_url.rsplit("/", 1)[0] + "/no-such-queue")
+    admin = Principal(uuid.UUID(org["user"]["id"]), uuid.UUID(org["org"]["id"]), "admin")
+    with pytest.raises(ServiceUnavailable):
+        create_document(admin, "x.txt", HANDBOOK, queue=missing)
+    body = usage(platform, org["token"])["usage"]
+    assert (body["documents"], body["stored_bytes"]) == (0, 0)
+    assert stored(platform, org["org"]["id"]) == (0, 0)
