@@ -269,20 +269,23 @@ def count_query(principal: Principal, embedding_tokens: int = 0) -> None:
     )
 
 
-def _tokens(report: dict[str, Any] | None) -> tuple[int, int]:
+def generation_tokens(report: dict[str, Any] | None) -> tuple[int, int]:
+    """(input, output) tokens of a generator's usage report, 0 for what it does not report."""
     if not report:
         return 0, 0
     values = []
     for key in ("input_tokens", "output_tokens"):
         value = report.get(key)
-        values.append(value if isinstance(value, int) and value > 0 else 0)
+        # Providers that report nothing say None; anything but a positive count adds nothing.
+        counted = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        values.append(value if counted else 0)
     return values[0], values[1]
 
 
 def record_generation(principal: Principal, *reports: dict[str, Any] | None) -> None:
     """Add the tokens of the generator's usage reports (``input_tokens``, ``output_tokens``; a provider
     that reports none counts 0) to the caller's organisation."""
-    spent = [_tokens(r) for r in reports]
+    spent = [generation_tokens(r) for r in reports]
     tokens_in, tokens_out = sum(i for i, _ in spent), sum(o for _, o in spent)
     if not tokens_in and not tokens_out:
         return
