@@ -52,7 +52,8 @@ CREATE POLICY owner_operator ON org_quotas TO CURRENT_USER USING (true) WITH CHE
 -- The bytes a document holds against its organisation's storage quota, as reserved when it was created
 -- (its content's size; for a file upload, the declared size). Deleting the document gives them back.
 ALTER TABLE documents ADD COLUMN quota_bytes bigint NOT NULL DEFAULT 0 CHECK (quota_bytes >= 0);
-UPDATE documents SET quota_bytes = octet_length(content);
+-- coalesce: a document whose content is not stored in the row (a file upload not yet extracted) holds 0.
+UPDATE documents SET quota_bytes = coalesce(octet_length(content), 0);
 
 -- What existing organisations already hold, from their documents (the owner reads documents through the
 -- reaper's policy; chunks and organisations have no owner policy, and chunk_count is what save_chunks
