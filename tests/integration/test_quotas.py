@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
+from httpx_sse import connect_sse
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ragcore.chunking import Chunk
 from ragcore.documents import create_document
@@ -397,3 +398,27 @@ def test_a_document_the_queue_refuses_gives_its_reservation_back(platform):
     body = usage(platform, org["token"])["usage"]
     assert (body["documents"], body["stored_bytes"]) == (0, 0)
     assert stored(platform, org["org"]["id"]) == (0, 0)
+
+
+def test_a_streamed_answer_counts_one_query_and_its_generation_tokens(platform, stream_url):  # noqa: F811
+    org = platform.register()
+    token = org["token"]
+    upload(platform, token)
+    platform.ingest_all()
+    with (
+        httpx.Client(timeout=60) as client,
+        connect_sse(
+            client,
+            "POST",
+            f"{stream_url}/api/v1/query",
+            json=QUESTION,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as source,
+    ):
+        events = [(sse.event, json.loads(sse.data)) for sse in source.iter_sse()]
+    assert events[-1][0] == "done", events[-1]
+    reported = events[-1][1]["usage"]
+    body = usage(platform, token)["usage"]
+    assert body["queries_today"] == body["queries_total"] == 1
+    assert body["generation_input_tokens"] == reported["input_tokens"] > 0
+    assert body["generation_output_tokens"] == reported["output_tokens"] > 0
