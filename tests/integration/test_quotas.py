@@ -422,3 +422,21 @@ def test_a_streamed_answer_counts_one_query_and_its_generation_tokens(platform, 
     assert body["queries_today"] == body["queries_total"] == 1
     assert body["generation_input_tokens"] == reported["input_tokens"] > 0
     assert body["generation_output_tokens"] == reported["output_tokens"] > 0
+
+
+def test_the_operator_script_sets_and_clears_overrides(platform, capsys):
+    from scripts.set_quota import main
+
+    org = platform.register()
+    assert main(["--org", org["org"]["id"], "--documents", "3", "--queries-per-minute", "7"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["documents"], printed["queries_per_minute"], printed["chunks"]) == (3, 7, None)
+    limits = usage(platform, org["token"])["limits"]
+    assert (limits["documents"], limits["queries_per_minute"]) == (3, 7)
+    assert main(["--org", org["org"]["id"], "--documents", "default"]) == 0
+    assert usage(platform, org["token"])["limits"]["documents"] == 10_000
+    assert main(["--org", str(uuid.uuid4()), "--documents", "3"]) == 2  # no such organisation
+    for bad in (["--documents", "-1"], ["--documents", "many"], []):
+        with pytest.raises(SystemExit):
+            main(["--org", org["org"]["id"], *bad])
+    assert usage(platform, org["token"])["limits"]["queries_per_minute"] == 7
