@@ -23,6 +23,18 @@ CREATE TABLE org_usage (
     updated_at               timestamptz NOT NULL DEFAULT now()
 );
 
+-- What each organisation spent per UTC day (for billing and for the tenant's own view): written in the
+-- same transactions as the totals above.
+CREATE TABLE org_usage_days (
+    org_id                   uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    day                      date NOT NULL,
+    queries                  integer NOT NULL DEFAULT 0 CHECK (queries >= 0),
+    embedding_tokens         bigint NOT NULL DEFAULT 0 CHECK (embedding_tokens >= 0),
+    generation_input_tokens  bigint NOT NULL DEFAULT 0 CHECK (generation_input_tokens >= 0),
+    generation_output_tokens bigint NOT NULL DEFAULT 0 CHECK (generation_output_tokens >= 0),
+    PRIMARY KEY (org_id, day)
+);
+
 -- Per-organisation limits set by a platform operator; a NULL column means the configured default.
 CREATE TABLE org_quotas (
     org_id                 uuid PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
@@ -37,9 +49,13 @@ CREATE TABLE org_quotas (
 
 ALTER TABLE org_usage ENABLE ROW LEVEL SECURITY;
 ALTER TABLE org_usage FORCE ROW LEVEL SECURITY;
+ALTER TABLE org_usage_days ENABLE ROW LEVEL SECURITY;
+ALTER TABLE org_usage_days FORCE ROW LEVEL SECURITY;
 ALTER TABLE org_quotas ENABLE ROW LEVEL SECURITY;
 ALTER TABLE org_quotas FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON org_usage
+    USING (org_id = app_current_org()) WITH CHECK (org_id = app_current_org());
+CREATE POLICY tenant_isolation ON org_usage_days
     USING (org_id = app_current_org()) WITH CHECK (org_id = app_current_org());
 CREATE POLICY tenant_isolation ON org_quotas
     USING (org_id = app_current_org()) WITH CHECK (org_id = app_current_org());
@@ -64,5 +80,5 @@ FROM documents d
 GROUP BY d.org_id;
 
 -- The application reads and updates its tenant's counters, and only reads its limits.
-GRANT SELECT, INSERT, UPDATE ON org_usage TO "{{app_role}}";
+GRANT SELECT, INSERT, UPDATE ON org_usage, org_usage_days TO "{{app_role}}";
 GRANT SELECT ON org_quotas TO "{{app_role}}";

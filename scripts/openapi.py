@@ -37,7 +37,7 @@ OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
     ("delete", "/api/v1/documents/{document_id}"): (204, (403, 404)),
     ("post", "/api/v1/documents/{document_id}/reingest"): (202, (403, 404, 503)),
     ("post", "/api/v1/query/sync"): (200, (404, 409, 429, 503)),
-    ("get", "/api/v1/usage"): (200, ()),
+    ("get", "/api/v1/usage"): (200, (422,)),
     ("post", "/api/v1/conversations"): (201, ()),
     ("get", "/api/v1/conversations"): (200, (400, 422)),
     ("get", "/api/v1/conversations/{conversation_id}"): (200, (400, 404, 422)),

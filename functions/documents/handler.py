@@ -62,8 +62,17 @@ def reingest_document(document_id: str):
 
 
 @app.get("/api/v1/usage")
-def get_usage() -> UsageResponse:
-    return UsageResponse.model_validate(quotas.get_usage(authenticate(app)))
+def get_usage(
+    days: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=quotas.MAX_USAGE_DAYS,
+            description="How many UTC days of spending to list, today included",
+        ),
+    ] = 7,
+) -> UsageResponse:
+    return UsageResponse.model_validate(quotas.get_usage(authenticate(app), days))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -80,6 +80,7 @@ def test_usage_starts_at_zero_with_the_configured_limits(platform, configure):
         ),
         0,
     )
+    assert body["days"] == []
     assert body["limits"]["documents"] == 7
     assert body["limits"]["queries_per_minute"] == 9
     assert body["limits"]["chunks"] == 500_000  # the default of ragcore.config
@@ -440,3 +441,40 @@ def test_the_operator_script_sets_and_clears_overrides(platform, capsys):
         with pytest.raises(SystemExit):
             main(["--org", org["org"]["id"], *bad])
     assert usage(platform, org["token"])["limits"]["queries_per_minute"] == 7
+
+
+def test_spending_is_listed_per_utc_day_and_adds_up_to_the_totals(platform):
+    org = platform.register()
+    token, org_id = org["token"], org["org"]["id"]
+    assert usage(platform, token)["days"] == []
+    upload(platform, token)
+    platform.ingest_all()
+    assert ask(platform, token).status == 200
+    body = usage(platform, token)
+    today = body["usage"]["day"]
+    assert body["days"] == [
+        {
+            "day": today,
+            "queries": 1,
+            "embedding_tokens": body["usage"]["embedding_tokens"],
+            "generation_input_tokens": body["usage"]["generation_input_tokens"],
+            "generation_output_tokens": body["usage"]["generation_output_tokens"],
+        }
+    ]
+    # Earlier days, as the passing of time leaves them: listed within the window asked for, newest first.
+    for days_ago, queries in ((1, 4), (10, 9)):
+        platform.owner_execute(
+            """INSERT INTO org_usage_days (org_id, day, queries)
+               VALUES (%s, (now() AT TIME ZONE 'UTC')::date - %s::integer, %s)""",
+            (org_id, days_ago, queries),
+        )
+    assert [d["queries"] for d in usage(platform, token)["days"]] == [1, 4]  # the default: 7 days
+    listed = platform.request("GET", "/api/v1/usage", token=token, query="days=11").body["days"]
+    assert [d["queries"] for d in listed] == [1, 4, 9]
+    assert [d["day"] for d in listed] == sorted((d["day"] for d in listed), reverse=True)
+    assert (
+        platform.request("GET", "/api/v1/usage", token=token, query="days=1").body["days"][0]["day"] == today
+    )
+    for bad in ("days=0", "days=91", "days=week"):
+        refused = platform.request("GET", "/api/v1/usage", token=token, query=bad)
+        assert refused.status == 422 and refused.body["error"]["code"] == "validation_error", bad

@@ -13,6 +13,7 @@ TENANT_TABLES = [
     "document_chunks",
     "api_keys",
     "org_usage",
+    "org_usage_days",
     "org_quotas",
 ]
 # Tables that hold no tenant's data and that the application role cannot read at all.

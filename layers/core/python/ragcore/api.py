@@ -268,9 +268,22 @@ class QuotaLimits(BaseModel):
     queries_per_minute: int
 
 
+class UsageDay(BaseModel):
+    """What the organisation spent on one UTC day."""
+
+    day: str = Field(description="YYYY-MM-DD (UTC)")
+    queries: int
+    embedding_tokens: int
+    generation_input_tokens: int
+    generation_output_tokens: int
+
+
 class UsageResponse(BaseModel):
     usage: Usage
     limits: QuotaLimits
+    days: list[UsageDay] = Field(
+        description="The last `days` UTC days that saw any use, newest first (days without use are left out)"
+    )
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

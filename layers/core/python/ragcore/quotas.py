@@ -27,7 +27,13 @@ import psycopg
 
 from .config import Settings, get_settings
 from .db import tenant_transaction
-from .errors import ChunkQuotaExceeded, QueryQuotaExceeded, QuotaExceeded, StorageQuotaExceeded
+from .errors import (
+    ChunkQuotaExceeded,
+    InvalidInput,
+    QueryQuotaExceeded,
+    QuotaExceeded,
+    StorageQuotaExceeded,
+)
 from .principal import Principal
 
 # The limits an operator can override per organisation, and their columns in org_quotas.
@@ -84,6 +90,30 @@ def _update_own_row(conn: psycopg.Connection, org_id: uuid.UUID, sql: str, param
         _ensure_row(conn, org_id)
         row = conn.execute(sql, params).fetchone()
     return row
+
+
+def _add_to_day(
+    conn: psycopg.Connection,
+    org_id: uuid.UUID,
+    *,
+    queries: int = 0,
+    embedding_tokens: int = 0,
+    generation_input_tokens: int = 0,
+    generation_output_tokens: int = 0,
+) -> None:
+    """Add to the organisation's spending of the current UTC day, in the caller's transaction (the one
+    that changes the totals, so the days always add up to them)."""
+    conn.execute(
+        """INSERT INTO org_usage_days AS d (org_id, day, queries, embedding_tokens, generation_input_tokens,
+                                            generation_output_tokens)
+           VALUES (%s, (now() AT TIME ZONE 'UTC')::date, %s, %s, %s, %s)
+           ON CONFLICT (org_id, day) DO UPDATE SET
+               queries = d.queries + EXCLUDED.queries,
+               embedding_tokens = d.embedding_tokens + EXCLUDED.embedding_tokens,
+               generation_input_tokens = d.generation_input_tokens + EXCLUDED.generation_input_tokens,
+               generation_output_tokens = d.generation_output_tokens + EXCLUDED.generation_output_tokens""",
+        (org_id, queries, embedding_tokens, generation_input_tokens, generation_output_tokens),
+    )
 
 
 def limits_for(conn: psycopg.Connection, org_id: uuid.UUID, settings: Settings | None = None) -> Limits:
@@ -210,6 +240,8 @@ def commit_chunks(conn: psycopg.Connection, org_id: uuid.UUID, delta: int, embed
         limits = limits_for(conn, org_id)
         held = conn.execute("SELECT chunks FROM org_usage WHERE org_id = %s", (org_id,)).fetchone()
         raise _chunk_refusal(held["chunks"], delta, limits.chunks)
+    if embedding_tokens > 0:
+        _add_to_day(conn, org_id, embedding_tokens=embedding_tokens)
 
 
 def _seconds_until(moment: datetime, now: datetime) -> int:
@@ -246,6 +278,7 @@ def count_query(principal: Principal, embedding_tokens: int = 0) -> None:
             {"tokens": max(embedding_tokens, 0)},
         )
         if row is not None:
+            _add_to_day(conn, org_id, queries=1, embedding_tokens=max(embedding_tokens, 0))
             return
         limits = limits_for(conn, org_id)
         held = conn.execute(
@@ -297,11 +330,20 @@ def record_generation(principal: Principal, *reports: dict[str, Any] | None) -> 
                WHERE org_id = %s""",
             (tokens_in, tokens_out, principal.org_id),
         )
+        _add_to_day(
+            conn, principal.org_id, generation_input_tokens=tokens_in, generation_output_tokens=tokens_out
+        )
 
 
-def get_usage(principal: Principal) -> dict[str, Any]:
-    """The caller's organisation's counters and the limits that apply to it (any member, admin or key)."""
+MAX_USAGE_DAYS = 90
+
+
+def get_usage(principal: Principal, days: int = 7) -> dict[str, Any]:
+    """The caller's organisation's counters, the limits that apply to it, and what it spent on each of
+    the last ``days`` UTC days that saw any use, newest first (any member, admin or key)."""
     principal.require("read_usage")
+    if not 1 <= days <= MAX_USAGE_DAYS:
+        raise InvalidInput(f"days must be between 1 and {MAX_USAGE_DAYS}")
     with tenant_transaction(principal.org_id) as conn:
         limits = limits_for(conn, principal.org_id)
         row = conn.execute(
@@ -331,10 +373,21 @@ def get_usage(principal: Principal) -> dict[str, Any]:
                 ),
                 0,
             ) | {"day": day}
+        history = conn.execute(
+            """SELECT day, queries, embedding_tokens, generation_input_tokens, generation_output_tokens
+               FROM org_usage_days
+               WHERE org_id = %s AND day > (now() AT TIME ZONE 'UTC')::date - %s::integer
+               ORDER BY day DESC""",
+            (principal.org_id, days),
+        ).fetchall()
     usage = {key: int(value) for key, value in row.items() if key != "day"}
     usage["generation_tokens"] = usage["generation_input_tokens"] + usage["generation_output_tokens"]
     usage["day"] = row["day"].isoformat()
-    return {"usage": usage, "limits": asdict(limits)}
+    spent = [
+        {**{key: int(value) for key, value in day.items() if key != "day"}, "day": day["day"].isoformat()}
+        for day in history
+    ]
+    return {"usage": usage, "limits": asdict(limits), "days": spent}
 
 
 def set_overrides(owner_url: str, org_id: uuid.UUID | str, limits: dict[str, Any]) -> dict[str, Any]:
