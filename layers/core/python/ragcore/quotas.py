@@ -13,6 +13,8 @@ What is counted, and when (see docs/decisions.md, "What the usage counters count
   re-delivered ingestion counts once; chunks are checked before anything is embedded, too;
 - queries: counted once per request, before retrieval (a refused query costs nothing); the question's
   embedding tokens with it; generation tokens from the generator's usage report when the answer is done.
+What is spent (questions, tokens) is also added to the day's row of ``org_usage_days`` in the same
+transaction, so the days add up to the totals.
 """
 
 from __future__ import annotations
@@ -204,10 +206,10 @@ def release_document(conn: psycopg.Connection, org_id: uuid.UUID, size_bytes: in
     )
 
 
-def _chunk_refusal(org_id_chunks: int, adding: int, limit: int) -> ChunkQuotaExceeded:
+def _chunk_refusal(held: int, adding: int, limit: int) -> ChunkQuotaExceeded:
     return ChunkQuotaExceeded(
         f"chunk_quota_exceeded: the document makes {adding} more chunks and the organisation holds "
-        f"{org_id_chunks} of the {limit} its quota allows"
+        f"{held} of the {limit} its quota allows"
     )
 
 
