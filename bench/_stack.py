@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import uuid
@@ -13,10 +14,28 @@ import requests
 
 from infra.local.stack import LocalStack, StackConfig
 
+# A benchmark loads whole corpora into one organisation and asks as fast as the machine answers: the
+# platform's default quotas (10,000 documents, 1,200 questions a minute) would refuse it part-way. Values
+# set in the environment still win.
+BENCH_QUOTAS = {
+    "QUOTA_MAX_DOCUMENTS": "100000000",
+    "QUOTA_MAX_CHUNKS": "1000000000",
+    "QUOTA_MAX_STORED_BYTES": str(1 << 50),
+    "QUOTA_MAX_QUERIES_PER_DAY": "1000000000",
+    "QUOTA_MAX_QUERIES_PER_MINUTE": "1000000000",
+}
+
+
+def lift_quotas() -> None:
+    """Quotas no benchmark reaches, unless the environment sets them (call before the stack starts)."""
+    for key, value in BENCH_QUOTAS.items():
+        os.environ.setdefault(key, value)
+
 
 @contextmanager
 def running_stack(poll_wait_seconds: int = 1) -> Iterator[str]:
     """The API base URL (…/api/v1) of a fresh local stack, stopped on exit."""
+    lift_quotas()
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as data_dir:
         stack = LocalStack(StackConfig(data_dir=Path(data_dir), port=0, poll_wait_seconds=poll_wait_seconds))
         url = stack.start()

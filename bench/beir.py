@@ -32,7 +32,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import machine_line, read_jsonl  # noqa: E402
-from bench._stack import percentile  # noqa: E402
+from bench._stack import lift_quotas, percentile  # noqa: E402
 from bench.scifact_eval import ndcg_at_k, recall_at_k  # noqa: E402
 
 MODES = ("hybrid", "dense", "lexical")
@@ -130,6 +130,7 @@ def stack(state_dir: Path | None) -> Iterator[tuple[str, Path]]:
 
     with tempfile.TemporaryDirectory(prefix="rag-beir-") as scratch:
         data_dir = state_dir or Path(scratch)
+        lift_quotas()  # a whole corpus in one organisation
         local = LocalStack(StackConfig(data_dir=data_dir, port=0, poll_wait_seconds=1))
         url = local.start()
         try:

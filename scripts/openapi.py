@@ -33,13 +33,14 @@ OPERATION_STATUSES: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {
     ("post", "/api/v1/api-keys"): (201, (403, 409)),
     ("get", "/api/v1/api-keys"): (200, (403,)),
     ("delete", "/api/v1/api-keys/{key_id}"): (204, (403, 404)),
-    ("post", "/api/v1/documents"): (202, (403, 413, 503)),
-    ("post", "/api/v1/documents/uploads"): (201, (403, 413, 503)),
+    ("post", "/api/v1/documents"): (202, (403, 409, 413, 503)),
+    ("post", "/api/v1/documents/uploads"): (201, (403, 409, 413, 503)),
     ("get", "/api/v1/documents"): (200, (400, 403, 422)),
     ("get", "/api/v1/documents/{document_id}"): (200, (403, 404)),
     ("delete", "/api/v1/documents/{document_id}"): (204, (403, 404, 503)),
     ("post", "/api/v1/documents/{document_id}/reingest"): (202, (403, 404, 503)),
-    ("post", "/api/v1/query/sync"): (200, (404, 409, 503)),
+    ("post", "/api/v1/query/sync"): (200, (404, 409, 429, 503)),
+    ("get", "/api/v1/usage"): (200, (422,)),
     ("post", "/api/v1/conversations"): (201, ()),
     ("get", "/api/v1/conversations"): (200, (400, 422)),
     ("get", "/api/v1/conversations/{conversation_id}"): (200, (400, 404, 422)),
@@ -87,10 +88,13 @@ ERROR_DESCRIPTIONS = {
     401: "Missing, invalid or expired token or API key (login: wrong e-mail or password)",
     403: "The caller's role, or its API key's scope, does not allow this",
     404: "No such resource in the caller's organisation",
-    409: "Conflicts with existing state",
-    413: "Content too large",
+    409: "Conflicts with existing state (a taken e-mail, or a quota of documents used up)",
+    413: "Content too large (for the request, or for the organisation's storage quota)",
     422: "Invalid fields or parameters",
-    429: "Too many attempts; the Retry-After header says how many seconds to wait",
+    429: (
+        "Too many attempts, or the organisation's query quota is used up; the Retry-After header says "
+        "how many seconds to wait"
+    ),
     503: "A dependency (queue, model provider) is unavailable; retry later",
 }
 
@@ -135,6 +139,7 @@ def _stream_operation(sync_operation: dict) -> dict:
                     ("413", "Body too large"),
                     ("404", "No such conversation of the caller"),
                     ("409", "The conversation holds the most turns it can"),
+                    ("429", "The organisation's query quota is used up (Retry-After: seconds to wait)"),
                     ("422", "Invalid question"),
                     ("503", "Retrieval or the model provider is unavailable before the stream starts"),
                 )

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 
 import numpy as np
+from ragcore.errors import ChunkQuotaExceeded
 from ragcore.generation import content_terms
 from ragcore.ingest import ClaimedDocument
 
@@ -41,9 +42,10 @@ class BagOfWordsEmbedder:
 class InMemoryDocumentStore:
     """DocumentStore keeping documents in a dict, mirroring the PostgreSQL store's rules."""
 
-    def __init__(self):
+    def __init__(self, max_chunks: int | None = None):
         self.docs: dict[uuid.UUID, dict] = {}
         self.chunks: dict[uuid.UUID, list] = {}
+        self.max_chunks = max_chunks  # per document here: the fake has one document per organisation
 
     def add(self, content: str) -> tuple[uuid.UUID, uuid.UUID]:
         org_id, doc_id = uuid.uuid4(), uuid.uuid4()
@@ -66,6 +68,10 @@ class InMemoryDocumentStore:
             return None
         doc["status"], doc["attempts"] = "processing", doc["attempts"] + 1
         return ClaimedDocument(org_id, document_id, doc["content"], doc["hash"], doc["attempts"])
+
+    def check_chunk_quota(self, claimed, count):
+        if self.max_chunks is not None and count > self.max_chunks:
+            raise ChunkQuotaExceeded(f"chunk_quota_exceeded: {count} chunks, the quota is {self.max_chunks}")
 
     def save_chunks(self, claimed, chunks, vectors, model):
         doc = self.docs.get(claimed.document_id)

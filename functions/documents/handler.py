@@ -1,15 +1,16 @@
 """Documents function: upload (queued for ingestion) or register a file upload, list, get, delete and
-re-ingest."""
+re-ingest, and the organisation's usage and quotas (what it holds is mostly its documents)."""
 
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from ragcore import documents
+from ragcore import documents, quotas
 from ragcore.api import (
     CreateDocumentRequest,
     CreateUploadRequest,
+    UsageResponse,
     as_json_request,
     authenticate,
     create_resolver,
@@ -67,6 +68,20 @@ def delete_document(document_id: str):
 def reingest_document(document_id: str):
     document = documents.reingest_document(authenticate(app), parse_id(document_id, "document"))
     return json_response(202, {"document": document})
+
+
+@app.get("/api/v1/usage")
+def get_usage(
+    days: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=quotas.MAX_USAGE_DAYS,
+            description="How many UTC days of spending to list, today included",
+        ),
+    ] = 7,
+) -> UsageResponse:
+    return UsageResponse.model_validate(quotas.get_usage(authenticate(app), days))
 
 
 # The response is not traced (it holds answers, tokens, secrets); the event is never logged (it holds the

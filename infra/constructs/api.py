@@ -45,6 +45,7 @@ ROUTES: dict[str, list[tuple[str, str]]] = {
         ("GET", "/api/v1/documents/{id}"),
         ("DELETE", "/api/v1/documents/{id}"),
         ("POST", "/api/v1/documents/{id}/reingest"),
+        ("GET", "/api/v1/usage"),
     ],
     "query": [
         ("POST", "/api/v1/query/sync"),

@@ -48,3 +48,26 @@ def test_a_failing_migration_leaves_no_trace(empty_database, tmp_path):
             conn.execute("SELECT count(*) FROM schema_migrations WHERE version = '9999_broken'").fetchone()[0]
             == 0
         )
+
+
+def test_the_quota_migration_counts_what_organisations_already_hold(empty_database, tmp_path):
+    earlier = [p for p in default_migrations_dir().glob("*.sql") if p.name < "0009"]
+    for path in earlier:
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    apply_migrations(empty_database, migrations_dir=tmp_path)
+    org, empty = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(empty_database) as conn:
+        conn.execute("INSERT INTO organizations (id, name) VALUES (%s, 'a'), (%s, 'b')", (org, empty))
+        for content, chunks in (("héllo", 3), ("world!", 2)):
+            conn.execute(
+                """INSERT INTO documents (id, org_id, name, content, content_hash, chunk_count)
+                   VALUES (%s, %s, 'd', %s, 'h', %s)""",
+                (uuid.uuid4(), org, content, chunks),
+            )
+    assert "0009_quotas_and_usage" in apply_migrations(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        rows = conn.execute("SELECT org_id, documents, chunks, stored_bytes FROM org_usage").fetchall()
+        sizes = conn.execute("SELECT quota_bytes FROM documents ORDER BY quota_bytes").fetchall()
+    # The organisation without documents gets its row on first use.
+    assert rows == [(org, 2, 5, len("héllo".encode()) + len(b"world!"))]
+    assert sizes == [(6,), (6,)]

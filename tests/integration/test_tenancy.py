@@ -6,7 +6,16 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.integration.test_documents import upload
 
-TENANT_TABLES = ["organizations", "users", "documents", "document_chunks", "api_keys"]
+TENANT_TABLES = [
+    "organizations",
+    "users",
+    "documents",
+    "document_chunks",
+    "api_keys",
+    "org_usage",
+    "org_usage_days",
+    "org_quotas",
+]
 # Tables that hold no tenant's data and that the application role cannot read at all.
 NON_TENANT_TABLES = {
     "schema_migrations": "the migration ledger",

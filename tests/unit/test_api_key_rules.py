@@ -55,11 +55,11 @@ ORG = uuid.uuid4()
     ("principal", "allowed"),
     [
         (Principal(uuid.uuid4(), ORG, "admin"), set(ALL_CAPABILITIES)),
-        (Principal(uuid.uuid4(), ORG, "member"), {"ask", "read_documents", "write_documents"}),
-        (Principal.for_api_key(uuid.uuid4(), ORG, "query"), {"ask"}),
+        (Principal(uuid.uuid4(), ORG, "member"), {"ask", "read_documents", "write_documents", "read_usage"}),
+        (Principal.for_api_key(uuid.uuid4(), ORG, "query"), {"ask", "read_usage"}),
         (
             Principal.for_api_key(uuid.uuid4(), ORG, "write"),
-            {"ask", "read_documents", "write_documents", "manage_documents"},
+            {"ask", "read_documents", "write_documents", "manage_documents", "read_usage"},
         ),
         (Principal.for_api_key(uuid.uuid4(), ORG, "admin"), set(ALL_CAPABILITIES)),
     ],

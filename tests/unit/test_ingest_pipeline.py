@@ -120,3 +120,13 @@ def test_an_extraction_failure_marks_the_document_failed_with_its_reason(monkeyp
     outcome = ingest_document(org, doc, store=store, embedder=BagOfWordsEmbedder(), settings=SETTINGS)
     assert outcome is Outcome.FAILED
     assert store.docs[doc]["error"] == "the PDF is encrypted (it needs a password to open)"
+
+
+def test_a_document_over_the_chunk_quota_fails_before_anything_is_embedded():
+    store, embedder = InMemoryDocumentStore(max_chunks=2), BagOfWordsEmbedder()
+    org, doc = store.add(TEXT)  # 230 words in windows of 50: more than 2 chunks
+    assert ingest_document(org, doc, store=store, embedder=embedder, settings=SETTINGS) is Outcome.FAILED
+    assert embedder.calls == 0
+    assert store.docs[doc]["status"] == "failed"
+    assert store.docs[doc]["error"].startswith("chunk_quota_exceeded")
+    assert doc not in store.chunks

@@ -372,6 +372,7 @@ def test_template_routes_are_the_documented_api():
         ("GET", "/api/v1/documents/{id}"): "DocumentsFunction",
         ("DELETE", "/api/v1/documents/{id}"): "DocumentsFunction",
         ("POST", "/api/v1/documents/{id}/reingest"): "DocumentsFunction",
+        ("GET", "/api/v1/usage"): "DocumentsFunction",
         ("POST", "/api/v1/query/sync"): "QueryFunction",
         ("POST", "/api/v1/conversations"): "QueryFunction",
         ("GET", "/api/v1/conversations"): "QueryFunction",

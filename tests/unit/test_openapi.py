@@ -26,6 +26,7 @@ def test_every_documented_route_is_described():
         ("get", "/api/v1/documents/{document_id}"),
         ("delete", "/api/v1/documents/{document_id}"),
         ("post", "/api/v1/documents/{document_id}/reingest"),
+        ("get", "/api/v1/usage"),
         ("post", "/api/v1/query/sync"),
         ("post", "/api/v1/query"),
         ("post", "/api/v1/conversations"),

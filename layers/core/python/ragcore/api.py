@@ -317,6 +317,50 @@ QUERY_RESPONSES: dict[int, Any] = {
 }
 
 
+class Usage(BaseModel):
+    """What the organisation holds and has spent."""
+
+    documents: int = Field(description="Documents held (any status)")
+    chunks: int = Field(description="Chunks stored for its documents")
+    stored_bytes: int = Field(description="Bytes of content held (reserved when each document was created)")
+    embedding_tokens: int = Field(description="Tokens embedded: ingested chunks and questions")
+    generation_input_tokens: int = Field(description="Tokens sent to the generator, as it reported them")
+    generation_output_tokens: int = Field(description="Tokens the generator produced, as it reported them")
+    generation_tokens: int = Field(description="generation_input_tokens + generation_output_tokens")
+    queries_today: int = Field(description="Questions asked this UTC day (`day`)")
+    queries_this_minute: int = Field(description="Questions asked in the current minute")
+    queries_total: int = Field(description="Questions asked since the organisation was created")
+    day: str = Field(description="The UTC day queries_today counts (YYYY-MM-DD)")
+
+
+class QuotaLimits(BaseModel):
+    """The limits that apply to the organisation (the platform's defaults or its operator's overrides)."""
+
+    documents: int
+    chunks: int
+    stored_bytes: int
+    queries_per_day: int = Field(description="Per UTC day; past it, queries get 429 until midnight UTC")
+    queries_per_minute: int
+
+
+class UsageDay(BaseModel):
+    """What the organisation spent on one UTC day."""
+
+    day: str = Field(description="YYYY-MM-DD (UTC)")
+    queries: int
+    embedding_tokens: int
+    generation_input_tokens: int
+    generation_output_tokens: int
+
+
+class UsageResponse(BaseModel):
+    usage: Usage
+    limits: QuotaLimits
+    days: list[UsageDay] = Field(
+        description="The last `days` UTC days that saw any use, newest first (days without use are left out)"
+    )
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """A response carrying the documented error body."""
     return Response(

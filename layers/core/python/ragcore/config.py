@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     # Keys an organisation may hold at once (not revoked): creating one more is 409 too_many_api_keys.
     api_keys_max_per_org: int = Field(default=100, ge=1)
 
+    # Quotas of an organisation, the defaults: what it may hold (documents, chunks, bytes of content) and
+    # how many questions it may ask per UTC day and per minute. An operator overrides them per
+    # organisation in the database (org_quotas; see docs/decisions.md, "Quota overrides are set by the
+    # operator"). A limit of 0 allows nothing.
+    quota_max_documents: int = Field(default=10_000, ge=0)
+    quota_max_chunks: int = Field(default=500_000, ge=0)
+    quota_max_stored_bytes: int = Field(default=1 << 30, ge=0)
+    quota_max_queries_per_day: int = Field(default=50_000, ge=0)
+    quota_max_queries_per_minute: int = Field(default=1_200, ge=0)
+
     # Ingestion.
     queue_url: str = ""
     aws_region: str = "us-east-1"

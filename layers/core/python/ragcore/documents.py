@@ -13,6 +13,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from . import quotas
 from .auth import Principal
 from .config import get_settings
 from .db import tenant_transaction
@@ -76,6 +77,9 @@ def create_document(
     The row is committed before the message is sent, so the ingest worker always finds it. If the queue
     refuses the message the row is removed again and the caller gets ServiceUnavailable: a document is
     never left ``pending`` with no message on its way.
+
+    The organisation's document and storage quotas are charged in the transaction that inserts the row
+    (QuotaExceeded 409, StorageQuotaExceeded 413): a refused document is never stored nor embedded.
     """
     principal.require("write_documents")
     size = len(content.encode())
@@ -91,20 +95,45 @@ def create_document(
         raise InvalidInput("content must contain some text")
     document_id = uuid.uuid4()
     with tenant_transaction(principal.org_id) as conn:
+        quotas.reserve_document(principal, size, conn)
         row = conn.execute(
-            f"""INSERT INTO documents (id, org_id, name, content, metadata, content_hash)
-                VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
-            (document_id, principal.org_id, name, content, Jsonb(metadata or {}), content_hash(content)),
+            f"""INSERT INTO documents (id, org_id, name, content, metadata, content_hash, quota_bytes)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
+            (
+                document_id,
+                principal.org_id,
+                name,
+                content,
+                Jsonb(metadata or {}),
+                content_hash(content),
+                size,
+            ),
         ).fetchone()
     try:
         (queue or get_ingest_queue()).send(principal.org_id, document_id)
     except Exception:
         with tenant_transaction(principal.org_id) as conn:
-            conn.execute(
-                "DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id)
-            )
+            _delete_and_release(conn, principal.org_id, document_id)
         raise
     return document_view(row)
+
+
+def _delete_and_release(conn, org_id: uuid.UUID, document_id: uuid.UUID) -> bool:
+    """Delete a document (its chunks go by cascade) and give its quota back, in one transaction."""
+    # The row lock first: an ingestion storing this document's chunks meanwhile holds the same lock, so
+    # the chunks counted here are the ones the delete removes.
+    row = conn.execute(
+        "SELECT quota_bytes FROM documents WHERE org_id = %s AND id = %s FOR UPDATE", (org_id, document_id)
+    ).fetchone()
+    if row is None:
+        return False
+    chunks = conn.execute(
+        "SELECT count(*) AS n FROM document_chunks WHERE org_id = %s AND document_id = %s",
+        (org_id, document_id),
+    ).fetchone()["n"]
+    conn.execute("DELETE FROM documents WHERE org_id = %s AND id = %s", (org_id, document_id))
+    quotas.release_document(conn, org_id, row["quota_bytes"], chunks)
+    return True
 
 
 def encode_cursor(created_at: datetime, document_id: uuid.UUID) -> str:
@@ -167,7 +196,8 @@ def get_document(principal: Principal, document_id: uuid.UUID) -> dict[str, Any]
 
 
 def delete_document(principal: Principal, document_id: uuid.UUID, store: ObjectStore | None = None) -> None:
-    """Delete a document, its chunks and its uploaded file (admin users, and write and admin API keys).
+    """Delete a document, its chunks and its uploaded file (admin users, and write and admin API keys);
+    the organisation gets back the document, bytes and chunks it held against its quotas.
 
     The file goes first, inside the transaction that holds the row locked: if S3 refuses, the row stays
     (ServiceUnavailable, try again) rather than leaving a file that nothing points to.
@@ -182,7 +212,7 @@ def delete_document(principal: Principal, document_id: uuid.UUID, store: ObjectS
             raise NotFound("document not found")
         if row["object_key"]:
             (store or get_object_store()).delete(row["object_key"])
-        conn.execute("DELETE FROM documents WHERE org_id = %s AND id = %s", (principal.org_id, document_id))
+        _delete_and_release(conn, principal.org_id, document_id)
 
 
 def reingest_document(
@@ -225,8 +255,9 @@ def create_upload(
 ) -> dict[str, Any]:
     """Register a file upload: the document (``pending``, waiting for its file) and a presigned PUT.
 
-    The type and size are checked before anything is stored; the URL binds the key, type and exact
-    length and expires after ``upload_url_expiry_seconds``. The S3 event of the PUT starts ingestion;
+    The type and size are checked before anything is stored, and the document and storage quotas are
+    charged with the declared size in the transaction that inserts the row; the URL binds the key, type
+    and exact length and expires after ``upload_url_expiry_seconds``. The S3 event of the PUT starts ingestion;
     a URL never used leaves the document to the reaper, which fails it once the URL has expired.
     """
     principal.require("write_documents")
@@ -242,12 +273,24 @@ def create_upload(
     key = object_key(principal.org_id, document_id)
     expires_in = settings.upload_url_expiry_seconds
     with tenant_transaction(principal.org_id) as conn:
+        # The declared size is what the signed URL lets in: charged now, given back on delete.
+        quotas.reserve_document(principal, size, conn)
         row = conn.execute(
             f"""INSERT INTO documents (id, org_id, name, content, metadata, object_key, content_type,
-                                       size_bytes, upload_expires_at)
-                VALUES (%s, %s, %s, '', %s, %s, %s, %s, now() + make_interval(secs => %s))
+                                       size_bytes, upload_expires_at, quota_bytes)
+                VALUES (%s, %s, %s, '', %s, %s, %s, %s, now() + make_interval(secs => %s), %s)
                 RETURNING {_COLUMNS}, upload_expires_at""",
-            (document_id, principal.org_id, name, Jsonb(metadata or {}), key, content_type, size, expires_in),
+            (
+                document_id,
+                principal.org_id,
+                name,
+                Jsonb(metadata or {}),
+                key,
+                content_type,
+                size,
+                expires_in,
+                size,
+            ),
         ).fetchone()
         # Signed inside the transaction: should signing fail, no document is left waiting for a file.
         presigned = store.presign_put(key, content_type, size, expires_in)

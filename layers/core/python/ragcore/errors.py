@@ -90,3 +90,27 @@ class StoredObjectMissing(RagError):
     """An uploaded file is not (or no longer) in the bucket. Never an HTTP answer: ingestion handles it."""
 
     code = "object_missing"
+
+
+class QuotaExceeded(Conflict):
+    """The organisation holds as many documents (or chunks) as its quota allows."""
+
+    code = "document_quota_exceeded"
+
+
+class ChunkQuotaExceeded(QuotaExceeded):
+    """Storing a document's chunks would take the organisation over its chunk quota."""
+
+    code = "chunk_quota_exceeded"
+
+
+class StorageQuotaExceeded(PayloadTooLarge):
+    """The content would take the organisation over its storage quota (bytes)."""
+
+    code = "storage_quota_exceeded"
+
+
+class QueryQuotaExceeded(RateLimited):
+    """The organisation asked as many questions as its quota allows in the current day or minute."""
+
+    code = "query_quota_exceeded"

@@ -5,6 +5,11 @@ and chunks are replaced in a single transaction. A document never stays ``proces
 problems mark it ``failed`` at once; transient ones are retried by the queue, and once the attempts are
 used up the next delivery marks it ``failed`` (the queue's receive limit is set above the attempt limit,
 so that delivery still happens even when the worker crashed on every earlier attempt).
+
+Quotas: a document whose chunks would take its organisation over the chunk quota is refused before it
+is embedded (``failed``, its reason starting with ``chunk_quota_exceeded``), and again atomically when
+the chunks are stored. The chunks and the embedding tokens are counted in the transaction that stores
+the chunks, once per version of the content: a re-delivered or retried ingestion counts nothing more.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from typing import Protocol
 import numpy as np
 from pgvector import HalfVector
 
+from . import quotas
 from .chunking import Chunk, LocatedText, chunk_sections
 from .config import Settings, get_settings
 from .db import tenant_transaction
 from .embeddings import Embedder, embed_in_batches, get_embedder
-from .errors import ExtractionFailed, PayloadTooLarge, StoredObjectMissing
+from .errors import ChunkQuotaExceeded, ExtractionFailed, PayloadTooLarge, StoredObjectMissing
 from .extractors import Section
 from .observability import (
     CHUNKS_EMBEDDED,
@@ -78,6 +84,8 @@ class PermanentIngestError(Exception):
 class DocumentStore(Protocol):
     def claim(self, org_id: uuid.UUID, document_id: uuid.UUID) -> ClaimedDocument | None: ...
 
+    def check_chunk_quota(self, doc: ClaimedDocument, count: int) -> None: ...
+
     def save_chunks(
         self, doc: ClaimedDocument, chunks: Sequence[Chunk], vectors: np.ndarray, model: str
     ) -> bool: ...
@@ -119,10 +127,21 @@ class PgDocumentStore:
             name=row["name"],
         )
 
+    def check_chunk_quota(self, doc: ClaimedDocument, count: int) -> None:
+        """ChunkQuotaExceeded when replacing the document's chunks by ``count`` new ones would exceed the
+        organisation's chunk quota (read only: the chunks are counted when they are stored)."""
+        with tenant_transaction(doc.org_id) as conn:
+            quotas.check_chunks(conn, doc.org_id, count - _stored_chunks(conn, doc))
+
     def save_chunks(
         self, doc: ClaimedDocument, chunks: Sequence[Chunk], vectors: np.ndarray, model: str
     ) -> bool:
-        """Replace the document's chunks and mark it ready, atomically; False if it vanished or changed."""
+        """Replace the document's chunks and mark it ready, atomically; False if it vanished or changed.
+
+        The organisation's chunk count changes by the difference in the same transaction, within its
+        quota (else ChunkQuotaExceeded and nothing is stored), and the embedding tokens are counted once
+        per version of the content (not again when a re-delivered message stores the same chunks).
+        """
         with tenant_transaction(doc.org_id) as conn:
             if doc.object_key is not None and doc.content_hash is not None:
                 _lock_hash(conn, doc.org_id, doc.content_hash)
@@ -131,11 +150,18 @@ class PgDocumentStore:
                     # records this one as its duplicate instead.
                     return False
             current = conn.execute(
-                "SELECT content_hash FROM documents WHERE org_id = %s AND id = %s FOR UPDATE",
+                "SELECT content_hash, ingested_hash FROM documents WHERE org_id = %s AND id = %s FOR UPDATE",
                 (doc.org_id, doc.document_id),
             ).fetchone()
             if current is None or current["content_hash"] != doc.content_hash:
                 return False
+            first_time = current["ingested_hash"] != doc.content_hash
+            quotas.commit_chunks(
+                conn,
+                doc.org_id,
+                len(chunks) - _stored_chunks(conn, doc),
+                sum(c.token_count for c in chunks) if first_time else 0,
+            )
             conn.execute(
                 "DELETE FROM document_chunks WHERE org_id = %s AND document_id = %s",
                 (doc.org_id, doc.document_id),
@@ -233,6 +259,13 @@ class PgDocumentStore:
                 (doc.org_id, doc.document_id),
             )
             return original["id"]
+
+
+def _stored_chunks(conn, doc: ClaimedDocument) -> int:
+    return conn.execute(
+        "SELECT count(*) AS n FROM document_chunks WHERE org_id = %s AND document_id = %s",
+        (doc.org_id, doc.document_id),
+    ).fetchone()["n"]
 
 
 def chunk_document(embedder: Embedder, sections: Sequence[LocatedText], settings: Settings) -> list[Chunk]:
@@ -383,6 +416,7 @@ def ingest_document(
         if not chunks:
             raise PermanentIngestError("the document contains no text")
         logger.debug("chunked", extra={"chunks": len(chunks), "attempt": doc.attempts})
+        store.check_chunk_quota(doc, len(chunks))
         with stage(INGEST_EMBED):
             vectors = embed_in_batches(
                 embedder, [c.content for c in chunks], settings.embed_batch_size, settings.embed_max_retries
@@ -395,7 +429,7 @@ def ingest_document(
         if unsaved_upload and store.record_file_hash(doc, doc.content_hash) is not None:
             return Outcome.DUPLICATE
         return Outcome.READY if saved else Outcome.SKIPPED
-    except (PermanentIngestError, ExtractionFailed) as exc:
+    except (PermanentIngestError, ExtractionFailed, ChunkQuotaExceeded) as exc:
         store.mark_failed(org_id, document_id, str(exc))
         return Outcome.FAILED
     except Exception as exc:

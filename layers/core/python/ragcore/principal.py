@@ -18,21 +18,31 @@ Capability = Literal[
     "manage_documents",  # delete and re-ingest documents
     "manage_users",  # create, list and delete users
     "manage_keys",  # create, list and revoke API keys
+    "read_usage",  # the organisation's usage counters and quotas
 ]
 
 ALL_CAPABILITIES: frozenset[Capability] = frozenset(
-    ("ask", "read_documents", "write_documents", "manage_documents", "manage_users", "manage_keys")
+    (
+        "ask",
+        "read_documents",
+        "write_documents",
+        "manage_documents",
+        "manage_users",
+        "manage_keys",
+        "read_usage",
+    )
 )
 # What each role of a person may do (see docs/decisions.md, "What a member may do").
 ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
     "admin": ALL_CAPABILITIES,
-    "member": frozenset(("ask", "read_documents", "write_documents")),
+    "member": frozenset(("ask", "read_documents", "write_documents", "read_usage")),
 }
 # What each scope of an API key may do: `query` keys only ask; `write` keys also feed and curate the
-# documents; only `admin` keys (like admin users) manage users and keys.
+# documents; only `admin` keys (like admin users) manage users and keys. Every caller may read its
+# organisation's usage and quotas (a program asking questions needs to know how many it has left).
 SCOPE_CAPABILITIES: dict[str, frozenset[Capability]] = {
-    "query": frozenset(("ask",)),
-    "write": frozenset(("ask", "read_documents", "write_documents", "manage_documents")),
+    "query": frozenset(("ask", "read_usage")),
+    "write": frozenset(("ask", "read_documents", "write_documents", "manage_documents", "read_usage")),
     "admin": ALL_CAPABILITIES,
 }
 

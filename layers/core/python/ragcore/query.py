@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import conversations
+from . import conversations, quotas
 from .auth import Principal
 from .condense import Turn, blend, bound_history, with_history_text
 from .config import Settings, get_settings
@@ -177,6 +177,10 @@ def answer_events(
     With ``conversation_id`` (one of the caller's conversations, else NotFound before anything else),
     the ``sources`` event also says what retrieval searched with, and the completed turn (an abstention
     included) is stored before ``done``.
+
+    The question counts against the organisation's query quotas before anything is embedded or
+    retrieved (QueryQuotaExceeded, 429, when they are used up); the generation tokens are added to its
+    usage when the answer is complete.
     """
     principal.require("ask")
     tag_tenant(principal.org_id)
@@ -188,6 +192,8 @@ def answer_events(
         depth = max(settings.conversation_history_max_turns, settings.conversation_context_questions)
         turns = conversations.load_history(principal, conversation_id, depth).turns
     floor = settings.relevance_floor()
+    embedded = sum(embedder.count_word_pieces(question.split())) if mode != "lexical" or floor > 0 else 0
+    quotas.count_query(principal, embedded)
     plan = plan_retrieval(question, turns, generator, embedder, settings, mode != "lexical")
     # Lexical mode needs no embedding to search, but the floor is a cosine: embedded only when it is on.
     query_vector = plan.vector
@@ -212,6 +218,7 @@ def answer_events(
     yield QueryEvent("sources", first)
 
     def finish(answer_text: str, usage: dict[str, Any], abstained: bool) -> QueryEvent:
+        quotas.record_generation(principal, usage, plan.usage)
         usage = {**usage, "retrieved_chunks": len(sources)}
         if plan.usage is not None:
             usage["condense"] = plan.usage
