@@ -257,8 +257,8 @@ def create_upload(
 
     The type and size are checked before anything is stored, and the document and storage quotas are
     charged with the declared size in the transaction that inserts the row; the URL binds the key, type
-    and exact length and expires after ``upload_url_expiry_seconds``. The S3 event of the PUT starts ingestion;
-    a URL never used leaves the document to the reaper, which fails it once the URL has expired.
+    and exact length and expires after ``upload_url_expiry_seconds``. The S3 event of the PUT starts
+    ingestion; a URL never used leaves the document to the reaper, which fails it once the URL has expired.
     """
     principal.require("write_documents")
     settings = get_settings()
