@@ -121,11 +121,17 @@ def test_a_sync_answer_emits_each_query_stage_tagged_with_the_tenant(platform, o
     assert all("org_id" not in dims for d in blob["_aws"]["CloudWatchMetrics"] for dims in d["Dimensions"])
 
 
-def test_a_lexical_answer_embeds_nothing(platform, org, capsys):
+def test_a_lexical_answer_embeds_nothing_without_a_relevance_floor(platform, org, capsys, configure):
     body = {"question": QUESTION, "mode": "lexical"}
+    configure(abstain_min_score=0)
     assert platform.request("POST", "/api/v1/query/sync", body, token=org["token"]).status == 200
     (blob,) = [b for b in emf_blobs(capsys.readouterr().out) if "QuerySearchLatency" in metric_names(b)]
     assert "QueryEmbedLatency" not in metric_names(blob)
+    # The floor is a cosine: with it on (the default), the question is embedded even for BM25.
+    configure(abstain_min_score=0.4)
+    assert platform.request("POST", "/api/v1/query/sync", body, token=org["token"]).status == 200
+    (blob,) = [b for b in emf_blobs(capsys.readouterr().out) if "QuerySearchLatency" in metric_names(b)]
+    assert "QueryEmbedLatency" in metric_names(blob)
 
 
 def test_ingestion_emits_each_stage_for_the_documents_tenant(platform, org, capsys, log_lines):
