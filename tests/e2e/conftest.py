@@ -65,6 +65,10 @@ def local_stack(work: Path, **extra_env: str) -> Iterator[tuple[str, Path]]:
     data_dir, log_path = work / "data", work / "stack.log"
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if key not in EXTERNAL}
+    # Every client of an e2e run is 127.0.0.1: one address registering dozens of organisations and
+    # (schemathesis) failing hundreds of logins. The address limits are raised so tests do not throttle
+    # each other; the limits themselves are tested through the handlers (tests/integration).
+    env.update(REGISTER_MAX_PER_ADDRESS="100000", LOGIN_MAX_FAILURES_PER_ADDRESS="100000")
     env.update(PORT=str(port), DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **extra_env)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -22,6 +22,9 @@ pytestmark = pytest.mark.e2e
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
 expect = sync_api.expect
+# A sign-in runs bcrypt (cost 12) in the local stack; on a loaded 2-core machine an answer can take
+# longer than Playwright's default 5 s: assertions wait up to 20 s (they return as soon as they hold).
+expect.set_options(timeout=20_000)
 
 PASSWORD = "a long passphrase 42"
 FLOW_BUDGET_SECONDS = 60

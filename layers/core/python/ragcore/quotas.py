@@ -83,12 +83,17 @@ def _defaults(settings: Settings | None = None) -> dict[str, int]:
 
 
 def _update_own_row(conn: psycopg.Connection, org_id: uuid.UUID, sql: str, params: dict) -> dict | None:
-    """Run a conditional UPDATE of the organisation's counters; when it matched nothing because the row
-    does not exist yet, create the row and run it once more."""
+    """Run a conditional UPDATE of the organisation's counters; when it matched nothing, make sure the row
+    exists and run it once more.
+
+    The second run is not only for a missing row: a row that a concurrent transaction inserted after
+    this statement's snapshot was taken is invisible to the first UPDATE, yet present a moment later. The
+    insert (ON CONFLICT DO NOTHING) waits for such a transaction, and the second UPDATE, with a snapshot
+    of its own, then sees the row: a refusal always reflects committed counts.
+    """
     params = {**_defaults(), **params, "org": org_id}
     row = conn.execute(sql, params).fetchone()
-    exists = "SELECT 1 FROM org_usage WHERE org_id = %s"
-    if row is None and conn.execute(exists, (org_id,)).fetchone() is None:
+    if row is None:
         _ensure_row(conn, org_id)
         row = conn.execute(sql, params).fetchone()
     return row
