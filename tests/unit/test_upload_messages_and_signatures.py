@@ -155,3 +155,33 @@ def test_requests_that_are_not_presigned_pass_through_and_refusals_look_like_s3(
     assert statuses == ["200 OK", "200 OK", "403 Forbidden"]
     assert b"<Code>SignatureDoesNotMatch</Code>" in refused[0]
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "endpoint, host",
+    [
+        # In AWS: the bucket's regional name, which needs no redirect a browser could not follow.
+        (None, "uploads-bucket.s3.eu-west-1.amazonaws.com"),
+        # A local endpoint (moto, LocalStack) is addressed by path.
+        (ENDPOINT, "127.0.0.1:9999"),
+    ],
+)
+def test_presigned_urls_name_the_buckets_region_in_aws(monkeypatch, endpoint, host):
+    from ragcore.config import reset_settings
+    from ragcore.storage import S3ObjectStore
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    if endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    reset_settings()
+    try:
+        url = S3ObjectStore("uploads-bucket").presign_put(f"{ORG}/{DOC}", "text/plain", 5, 900).url
+    finally:
+        reset_settings()
+    parts = urlsplit(url)
+    assert parts.netloc == host
+    assert parts.path == (f"/{ORG}/{DOC}" if endpoint is None else f"/uploads-bucket/{ORG}/{DOC}")

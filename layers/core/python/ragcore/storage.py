@@ -77,6 +77,10 @@ class S3ObjectStore:
             # SigV4 is what binds the signed headers (type, length) into a presigned URL.
             config=Config(
                 signature_version="s3v4",
+                # In AWS, presigned URLs name the bucket's region (bucket.s3.<region>.amazonaws.com):
+                # the global name answers a new bucket outside us-east-1 with a 307 redirect, which a
+                # browser's CORS preflight cannot follow. Local endpoints keep path-style addressing.
+                s3={"addressing_style": "path" if settings.aws_endpoint_url else "virtual"},
                 connect_timeout=3,
                 read_timeout=30,
                 retries={"max_attempts": 3, "mode": "standard"},
