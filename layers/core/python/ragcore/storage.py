@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -61,6 +62,30 @@ def _missing(exc: ClientError) -> bool:
     return str(error.get("Code")) in _MISSING_CODES or status == 404
 
 
+def _s3_client(region: str, endpoint_url: str | None):
+    """An S3 client signing with SigV4, which is what binds the signed headers (type, length) into a
+    presigned URL.
+
+    In AWS, presigned URLs name the bucket's region (bucket.s3.<region>.amazonaws.com): the global name
+    answers a new bucket outside us-east-1 with a 307 redirect, which a browser's CORS preflight cannot
+    follow. A local endpoint (moto, LocalStack; also set as AWS_ENDPOINT_URL_S3) keeps path-style URLs.
+    """
+
+    def make(addressing_style: str):
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": addressing_style},
+            connect_timeout=3,
+            read_timeout=30,
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
+        return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+
+    client = make("path")
+    host = urlsplit(client.meta.endpoint_url).hostname or ""
+    return make("virtual") if host.endswith(".amazonaws.com") else client
+
+
 class S3ObjectStore:
     """ObjectStore over one S3 bucket (UPLOAD_BUCKET; the endpoint of AWS_ENDPOINT_URL or
     AWS_ENDPOINT_URL_S3 locally)."""
@@ -70,22 +95,7 @@ class S3ObjectStore:
             raise RuntimeError("UPLOAD_BUCKET is not configured")
         self.bucket = bucket
         settings = get_settings()
-        self._client = client or boto3.client(
-            "s3",
-            region_name=settings.aws_region,
-            endpoint_url=settings.aws_endpoint_url,
-            # SigV4 is what binds the signed headers (type, length) into a presigned URL.
-            config=Config(
-                signature_version="s3v4",
-                # In AWS, presigned URLs name the bucket's region (bucket.s3.<region>.amazonaws.com):
-                # the global name answers a new bucket outside us-east-1 with a 307 redirect, which a
-                # browser's CORS preflight cannot follow. Local endpoints keep path-style addressing.
-                s3={"addressing_style": "path" if settings.aws_endpoint_url else "virtual"},
-                connect_timeout=3,
-                read_timeout=30,
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
-        )
+        self._client = client or _s3_client(settings.aws_region, settings.aws_endpoint_url)
 
     def presign_put(self, key: str, content_type: str, size: int, expires_in: int) -> PresignedPut:
         """A PUT URL bound to this key, content type and exact length (all three are signed: S3 refuses
