@@ -139,10 +139,9 @@ const HINTS: Record<string, string> = {
   too_many_requests: "The platform is busy.",
   conversation_full: "Start a new conversation to go on.",
   too_many_api_keys: "Revoke a key that is no longer used, then create the new one.",
-  document_quota_exceeded: "Delete documents that are no longer needed, or ask the operator for a higher limit.",
-  storage_quota_exceeded: "Delete documents that are no longer needed, or ask the operator for a higher limit.",
-  payload_too_large: "Split the file, or ask the operator for a higher limit.",
-  upload_expired: "",
+  // (document_quota_exceeded's message already says to delete some or ask for a larger quota.)
+  storage_quota_exceeded: "Delete documents that are no longer needed, or ask the operator for a larger quota.",
+  payload_too_large: "Split it into smaller documents.",
 };
 
 // A 403 is not always about the role: an API key may lack the scope, or may not hold conversations at
