@@ -143,10 +143,11 @@ const fileMethod: AddMethod = {
       try {
         created = await api.createUpload(file.name, type, file.size, meta);
       } catch (err) {
-        const unsupported = !supported && (err as { status?: number }).status === 422;
+        // The API's 422 for a type it does not take lists the media types; people know extensions.
+        const unsupported = !supported && (err as { status?: number }).status === 422 && /content_type/.test(messageOf(err));
         fail(
           unsupported
-            ? `${file.name}: files of type ${type} are not supported (text, Markdown, HTML, PDF and Word .docx are). ${messageOf(err)}`
+            ? `${file.name}: files of type ${type} are not supported. The platform takes text, Markdown, HTML, PDF and Word (.docx) files.`
             : `${file.name}: ${messageOf(err)}`,
         );
         return;
