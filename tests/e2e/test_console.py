@@ -503,6 +503,17 @@ def test_files_uploaded_from_the_console_are_cited_by_page_duplicates_and_refusa
         page,
         [("copy of manual.pdf", "application/pdf", pdf), ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n")],
     )
+    # Dropped beside the zone: nothing happens (the browser would otherwise leave the console for it).
+    kept = page.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            data.items.add(new File(["x"], "stray.txt", {type: "text/plain"}));
+            return !document.body.dispatchEvent(
+                new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+        }"""
+    )
+    assert kept is True
+    expect(page.locator("li.upload", has_text="stray.txt")).to_have_count(0)
     refused = page.locator("li.upload", has_text="photo.png")
     expect(refused).to_have_attribute("data-state", "refused")
     expect(refused.get_by_role("alert")).to_contain_text("files of type image/png are not supported")

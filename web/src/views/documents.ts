@@ -427,11 +427,21 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
       more,
     ),
   );
+  // A file dropped beside the drop zone would make the browser leave the console to show it: on this
+  // screen such drops do nothing (the zone takes its own before they reach the window).
+  const ignoreFileDrop = (event: DragEvent) => {
+    if (event.dataTransfer?.types.includes("Files")) event.preventDefault();
+  };
+  window.addEventListener("dragover", ignoreFileDrop);
+  window.addEventListener("drop", ignoreFileDrop);
+
   draw();
   void loadPage().then(() => {
     if (ctx.params[0] && !stopped) void reveal(ctx.params[0]);
   });
   return () => {
+    window.removeEventListener("dragover", ignoreFileDrop);
+    window.removeEventListener("drop", ignoreFileDrop);
     stopped = true;
     if (timer !== undefined) window.clearTimeout(timer);
   };
