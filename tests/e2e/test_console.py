@@ -1,8 +1,9 @@
 """The web console in a real headless browser (Debian's chromium driven by Playwright) against the local
 stack over HTTP: sign up, add a document, watch it become ready, ask, read the streamed answer and open
 the source a citation points to; a conversation with a follow-up that is still there after a reload; an
-API key created, its secret shown once, used over HTTP and revoked; plus the members screen and API
-errors shown as the API words them."""
+API key created, its secret shown once, used over HTTP and revoked; files uploaded from the picker and
+by drag and drop to the presigned URLs, cited by page; plus the members screen and API errors shown as
+the API words them."""
 
 from __future__ import annotations
 
