@@ -33,6 +33,12 @@ DOCUMENTS = {
         "long, and a hardware key is required for the VPN."
     ),
 }
+# Uploaded from the Files panel: a two-page PDF, the same bytes again (a duplicate) and a type the
+# platform does not take.
+PDF_PAGES = (
+    "Travel policy, page one. Book trips through the travel desk at least two weeks ahead.",
+    "Travel policy, page two. Hotel nights are reimbursed up to 150 euros in capital cities.",
+)
 QUESTION = "How many vacation days do employees get, and when can I work from home?"
 FOLLOW_UP = "Do unused ones carry over?"
 VIEWPORT = {"width": 1280, "height": 860}
@@ -84,6 +90,24 @@ def main(argv: list[str]) -> int:
                 page.mouse.move(0, 0)
                 shot(page, args.out / "documents.png")
 
+                page.locator("summary", has_text="Files").click()
+                pdf = travel_pdf()
+                page.get_by_label("Files", exact=True).set_input_files(
+                    [
+                        {"name": "travel-policy.pdf", "mimeType": "application/pdf", "buffer": pdf},
+                        {"name": "org-chart.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n"},
+                    ]
+                )
+                row = page.locator("tr", has=page.get_by_role("rowheader", name="travel-policy.pdf"))
+                expect(row.locator("[data-status]")).to_have_attribute("data-status", "ready")
+                page.get_by_label("Files", exact=True).set_input_files(
+                    [{"name": "travel-policy (1).pdf", "mimeType": "application/pdf", "buffer": pdf}]
+                )
+                row = page.locator("tr", has=page.get_by_role("rowheader", name="travel-policy (1).pdf"))
+                expect(row.locator("[data-status]")).to_have_attribute("data-status", "failed")
+                page.mouse.move(0, 0)
+                shot(page, args.out / "uploads.png")
+
                 page.get_by_role("link", name="Ask").click()
                 question = page.get_by_role("textbox", name="Question")
                 question.fill(QUESTION)
@@ -119,6 +143,17 @@ def main(argv: list[str]) -> int:
         finally:
             stack.stop()
     return 0
+
+
+def travel_pdf() -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    for text in PDF_PAGES:
+        pdf.add_page()
+        pdf.set_font("helvetica", size=12)
+        pdf.multi_cell(0, 8, text)
+    return bytes(pdf.output())
 
 
 def shot(page, path: Path) -> None:

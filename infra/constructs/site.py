@@ -26,13 +26,16 @@ REVALIDATE = s3deploy.CacheControl.from_string("no-cache")
 
 
 def content_security_policy() -> str:
-    """The page may talk only to its own origin, the REST API and the stream Function URL of its region
-    (hosts named by wildcard: the exact ones are created after the distribution, which they reference)."""
+    """The page may talk only to its own origin, the REST API, the stream Function URL and the upload
+    bucket of its region (hosts named by wildcard: the exact ones are created after the distribution,
+    which they reference). A presigned upload URL names the bucket's virtual host, regional or, in
+    us-east-1, global: both spellings are allowed."""
     api = f"https://*.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}"
     stream = f"https://*.lambda-url.{Aws.REGION}.on.aws"
+    uploads = f"https://*.s3.{Aws.REGION}.{Aws.URL_SUFFIX} https://*.s3.{Aws.URL_SUFFIX}"
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src 'self' {api} {stream}; frame-ancestors 'none'; base-uri 'none'; "
+        f"connect-src 'self' {api} {stream} {uploads}; frame-ancestors 'none'; base-uri 'none'; "
         "form-action 'self'; object-src 'none'"
     )
 

@@ -14,17 +14,33 @@ from starlette.staticfiles import StaticFiles
 from .events import error_body
 
 # The same headers as the CloudFront response-headers policy of the static site (infra/constructs/site.py),
-# with the API on the page's own origin here.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
-)
-SECURITY_HEADERS = {
-    "content-security-policy": CONTENT_SECURITY_POLICY,
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "x-frame-options": "DENY",
-}
+# with the API on the page's own origin here; the page may also reach the S3 endpoint its upload URLs
+# name (another port of this machine), as the deployed page reaches the upload bucket.
+
+
+def content_security_policy(connect: tuple[str, ...] = ()) -> str:
+    """The console's policy: its own origin, plus ``connect`` (origins the page's requests may reach)."""
+    sources = " ".join(("'self'", *connect))
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src {sources}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+        "object-src 'none'"
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+
+
+def security_headers(connect: tuple[str, ...] = ()) -> dict[str, str]:
+    return {
+        "content-security-policy": content_security_policy(connect),
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+        "x-frame-options": "DENY",
+    }
+
+
+SECURITY_HEADERS = security_headers()
 # Vite names the files under assets/ by their content hash: they never change, everything else may.
 IMMUTABLE_PREFIX = "/assets/"
 
@@ -35,10 +51,12 @@ def is_api_path(path: str) -> bool:
 
 class ConsoleSite:
     """An ASGI app serving ``directory`` (index.html at /), with cache and security headers; a missing
-    file or an unbuilt console is a 404 with the platform's error body."""
+    file or an unbuilt console is a 404 with the platform's error body. ``connect`` names the origins
+    besides its own that the page may send requests to (the local S3 endpoint of upload URLs)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, connect: tuple[str, ...] = ()) -> None:
         self.directory = directory
+        self.headers = security_headers(connect)
         self._files = StaticFiles(directory=directory, html=True, check_dir=False)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
@@ -61,7 +79,7 @@ class ConsoleSite:
                 )
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
                 headers += [(b"cache-control", cache.encode())]
-                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                headers += [(k.encode(), v.encode()) for k, v in self.headers.items()]
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .console import ConsoleSite
 from .events import RouteTable
@@ -267,7 +268,8 @@ class LocalStack:
             stage=template.stage_name,
             binary_media_types=template.binary_media_types,
             asgi_routes=asgi_routes,
-            site=ConsoleSite(console_dir),
+            # The console PUTs files to the presigned URLs, which name the S3 endpoint.
+            site=ConsoleSite(console_dir, connect=(_origin(endpoint),)),
         )
         self.url = self._serve(self._gateway)
         if (console_dir / "index.html").is_file():
@@ -448,3 +450,9 @@ def _discover_stream_app(root: Path) -> dict[str, Callable[..., Any]]:
         sys.path.remove(str(path.parent))
     log.info("serving the stream app of %s at POST %s", relative, served_path)
     return {served_path: getattr(module, attribute)}
+
+
+def _origin(url: str) -> str:
+    """The origin (scheme://host[:port]) of ``url``, as a Content-Security-Policy source names it."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

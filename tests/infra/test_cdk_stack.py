@@ -777,6 +777,8 @@ def test_console_gets_security_headers(dev):
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "connect-src 'self' https://*.execute-api.<AWS::Region>.<AWS::URLSuffix>" in csp
     assert "https://*.lambda-url.<AWS::Region>.on.aws" in csp
+    # The console PUTs files to presigned URLs of the upload bucket (regional or global virtual host).
+    assert "https://*.s3.<AWS::Region>.<AWS::URLSuffix> https://*.s3.<AWS::URLSuffix>;" in csp
     assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] == 365 * 24 * 3600
     assert headers["FrameOptions"]["FrameOption"] == "DENY"
     assert headers["ContentTypeOptions"]["Override"] is True

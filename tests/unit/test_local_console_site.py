@@ -111,3 +111,12 @@ def test_an_unbuilt_console_says_how_to_build_it(tmp_path):
     error = response.json()["error"]
     assert error["code"] == "console_not_built"
     assert "make run" in error["message"]
+
+
+def test_the_page_may_also_reach_the_origins_it_is_given(tmp_path):
+    # The local S3 endpoint of the upload URLs: the console PUTs files there (another port).
+    (tmp_path / "index.html").write_text("<!doctype html><title>console</title>")
+    site = ConsoleSite(tmp_path, connect=("http://127.0.0.1:4566",))
+    policy = TestClient(site).get("/").headers["content-security-policy"]
+    assert "connect-src 'self' http://127.0.0.1:4566;" in policy
+    assert policy.replace(" http://127.0.0.1:4566", "") == CONTENT_SECURITY_POLICY

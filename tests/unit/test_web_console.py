@@ -26,3 +26,20 @@ def test_console_unit_tests_pass():
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert " passed" in run.stdout and " failed" not in run.stdout, run.stdout
+
+
+def test_the_consoles_upload_limit_is_the_platforms_default():
+    # The console refuses a file over its limit before asking for an upload URL: its fallback (used when
+    # config.json names none) must be the byte limit the API enforces by default (EXTRACT_MAX_BYTES).
+    import re
+
+    from ragcore.config import Settings
+
+    source = (WEB / "src" / "config.ts").read_text()
+    match = re.search(r"const FALLBACK: ConsoleConfig = \{[^}]*maxUploadBytes: ([\d *]+)\}", source)
+    assert match, "config.ts: FALLBACK has no maxUploadBytes"
+    factors = [int(part) for part in match.group(1).split("*")]
+    limit = 1
+    for factor in factors:
+        limit *= factor
+    assert limit == Settings.model_fields["extract_max_bytes"].default

@@ -4,6 +4,7 @@
 
 import type { ConsoleConfig } from "./config";
 import { readSse, type SseEvent } from "./sse";
+import type { UploadTarget } from "./upload";
 
 export type Role = "admin" | "member";
 export type DocumentStatus = "pending" | "processing" | "ready" | "failed";
@@ -36,6 +37,11 @@ export interface DocumentItem {
   chunk_count: number | null;
   content_hash: string | null;
   metadata: Record<string, unknown>;
+  // Uploaded files only (null for text documents): the declared type and size, and the document whose
+  // identical bytes were already ingested when this one is a duplicate (then failed).
+  content_type?: string | null;
+  size?: number | null;
+  duplicate_of?: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -133,6 +139,9 @@ const HINTS: Record<string, string> = {
   too_many_requests: "The platform is busy.",
   conversation_full: "Start a new conversation to go on.",
   too_many_api_keys: "Revoke a key that is no longer used, then create the new one.",
+  // (document_quota_exceeded's message already says to delete some or ask for a larger quota.)
+  storage_quota_exceeded: "Delete documents that are no longer needed, or ask the operator for a larger quota.",
+  payload_too_large: "Split it into smaller documents.",
 };
 
 // A 403 is not always about the role: an API key may lack the scope, or may not hold conversations at
@@ -248,6 +257,15 @@ export class Api {
   }
   deleteDocument(id: string): Promise<void> {
     return this.request("DELETE", `/documents/${encodeURIComponent(id)}`);
+  }
+  /** Asks for a presigned PUT of a file: the document is created pending; the bytes go to `upload.url`. */
+  createUpload(
+    name: string,
+    content_type: string,
+    size: number,
+    metadata?: Record<string, unknown>,
+  ): Promise<{ document: DocumentItem; upload: UploadTarget }> {
+    return this.request("POST", "/documents/uploads", metadata ? { name, content_type, size, metadata } : { name, content_type, size });
   }
   reingestDocument(id: string): Promise<{ document: DocumentItem }> {
     return this.request("POST", `/documents/${encodeURIComponent(id)}/reingest`);

@@ -6,9 +6,12 @@ export interface ConsoleConfig {
   apiBaseUrl: string;
   /** The full URL of the streaming endpoint (POST, Server-Sent Events). */
   streamUrl: string;
+  /** The largest file an upload may declare (the platform's EXTRACT_MAX_BYTES), checked before asking. */
+  maxUploadBytes: number;
 }
 
-const FALLBACK: ConsoleConfig = { apiBaseUrl: "/api/v1", streamUrl: "/api/v1/query" };
+// 50 MiB: the platform's default EXTRACT_MAX_BYTES. A deployment with another limit names it in config.json.
+const FALLBACK: ConsoleConfig = { apiBaseUrl: "/api/v1", streamUrl: "/api/v1/query", maxUploadBytes: 50 * 1024 * 1024 };
 
 function absolute(url: string): string {
   return new URL(url, window.location.href).toString().replace(/\/+$/, "");
@@ -25,5 +28,9 @@ export async function loadConfig(): Promise<ConsoleConfig> {
   return {
     apiBaseUrl: absolute(typeof raw.apiBaseUrl === "string" && raw.apiBaseUrl ? raw.apiBaseUrl : FALLBACK.apiBaseUrl),
     streamUrl: absolute(typeof raw.streamUrl === "string" && raw.streamUrl ? raw.streamUrl : FALLBACK.streamUrl),
+    maxUploadBytes:
+      typeof raw.maxUploadBytes === "number" && Number.isInteger(raw.maxUploadBytes) && raw.maxUploadBytes > 0
+        ? raw.maxUploadBytes
+        : FALLBACK.maxUploadBytes,
   };
 }

@@ -50,3 +50,29 @@ describe("hints of the conversations and API keys errors", () => {
     expect(scope.describe()).not.toContain("administrator");
   });
 });
+
+describe("hints of the upload refusals", () => {
+  const body = (code: string, message: string) => JSON.stringify({ error: { code, message } });
+
+  it("says what to do when the organisation's storage is full", async () => {
+    const error = await errorFrom(
+      new Response(body("storage_quota_exceeded", "the document's 2048 bytes would take the organisation's stored content from 1000 bytes over its quota of 2000 bytes"), { status: 413 }),
+    );
+    expect(error.describe()).toBe(
+      "the document's 2048 bytes would take the organisation's stored content from 1000 bytes over its quota of 2000 bytes. Delete documents that are no longer needed, or ask the operator for a larger quota.",
+    );
+  });
+
+  it("adds nothing to a document quota message that already says what to do", async () => {
+    const message = "the organisation holds 10 documents, the most its quota allows (10); delete some or ask the operator for a larger quota";
+    const error = await errorFrom(new Response(body("document_quota_exceeded", message), { status: 409 }));
+    expect(error.describe()).toBe(`${message}.`);
+  });
+
+  it("suggests splitting a file over the byte limit, and names the role a 403 needs", async () => {
+    const large = await errorFrom(new Response(body("payload_too_large", "the file is 60000000 bytes; the limit is 52428800"), { status: 413 }));
+    expect(large.describe()).toBe("the file is 60000000 bytes; the limit is 52428800. Split it into smaller documents.");
+    const role = await errorFrom(new Response(body("forbidden", "this action needs the admin role"), { status: 403 }));
+    expect(role.describe()).toBe("this action needs the admin role. Only an administrator of the organisation can do this.");
+  });
+});

@@ -2,6 +2,7 @@ import type { Api, DocumentItem } from "../api";
 import type { AppContext, Screen } from "../context";
 import { announce, ErrorBox, field, formatTime, h } from "../dom";
 import { messageOf } from "../errors";
+import { contentTypeOf, formatBytes, putFile, sizeProblem, SUPPORTED_TYPES } from "../upload";
 
 // How often documents still pending or processing are asked for again. Ingestion of a text takes a
 // second or two locally; a file can take longer. Polling stops when none is left in flight.
@@ -9,10 +10,7 @@ const POLL_MS = 1500;
 const PAGE_SIZE = 50;
 const FINAL = new Set(["ready", "failed"]);
 
-/**
- * A way of adding documents: a panel of the "Add a document" section. Text is the one the API offers
- * today; the file upload (presigned S3 PUT, with progress) becomes a second entry of ADD_METHODS.
- */
+/** A way of adding documents: a panel of the "Add a document" section (text, or files). */
 export interface AddMethod {
   id: string;
   title: string;
@@ -69,12 +67,141 @@ const textMethod: AddMethod = {
   },
 };
 
-export const ADD_METHODS: AddMethod[] = [textMethod];
+// What the file picker offers (the types, and the extensions that stand for them when a browser knows
+// no type); any other file can still be dropped or chosen, and is then refused with the API's message.
+const ACCEPT = [...SUPPORTED_TYPES, ".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"].join(",");
 
-function statusBadge(doc: DocumentItem): HTMLElement {
+/** Parses the optional metadata field: an object, undefined when blank, or null when it is not valid. */
+function parseMetadata(raw: string): Record<string, unknown> | undefined | null {
+  if (!raw.trim()) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(raw);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return null;
+    return parsed as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+const fileMethod: AddMethod = {
+  id: "files",
+  title: "Files",
+  render(api, added) {
+    const errors = new ErrorBox();
+    const input = h("input", { type: "file", name: "files", multiple: true, accept: ACCEPT });
+    const metadata = h("input", { type: "text", name: "metadata", placeholder: '{"team": "hr"}', spellcheck: "false" });
+    const limit = api.config.maxUploadBytes;
+    const zone = h(
+      "div",
+      { class: "dropzone" },
+      field("Files", input, `Text, Markdown, HTML, PDF or Word (.docx), up to ${formatBytes(limit)} each. Several at once, or drop them here.`),
+    );
+    const list = h("ul", { class: "uploads", "aria-label": "Uploads" });
+    const form = h(
+      "form",
+      { class: "stack", "aria-label": "Upload files" },
+      zone,
+      field("Metadata of the files (optional JSON object)", metadata, "Queries can filter on these keys."),
+      errors.el,
+      list,
+    );
+    form.addEventListener("submit", (event) => event.preventDefault());
+
+    function start(files: File[]): void {
+      errors.hide();
+      if (files.length === 0) return;
+      const meta = parseMetadata(metadata.value);
+      if (meta === null) {
+        errors.show('Metadata must be a JSON object, for example {"team": "hr"}.');
+        metadata.focus();
+        return;
+      }
+      announce(files.length === 1 ? `Uploading ${files[0].name}.` : `Uploading ${files.length} files.`);
+      for (const file of files) void uploadOne(file, meta);
+    }
+
+    // One list item per file: its name, a progress bar (announced by assistive technology as it moves)
+    // and a line saying where it stands, or why it was refused.
+    async function uploadOne(file: File, meta: Record<string, unknown> | undefined): Promise<void> {
+      const bar = h("progress", { max: 100, value: 0, "aria-label": `Upload of ${file.name}` });
+      const state = h("p", { class: "upload-state" }, "Waiting…");
+      const item = h("li", { class: "upload", "data-state": "starting" }, h("span", { class: "upload-name" }, file.name), bar, state);
+      list.prepend(item);
+      const fail = (message: string) => {
+        item.dataset.state = "refused";
+        bar.hidden = true;
+        state.textContent = message;
+        state.setAttribute("role", "alert");
+      };
+      const problem = sizeProblem(file.size, limit);
+      if (problem) {
+        fail(`${file.name}: ${problem} Nothing was sent.`);
+        return;
+      }
+      const { type, supported } = contentTypeOf(file);
+      let created;
+      try {
+        created = await api.createUpload(file.name, type, file.size, meta);
+      } catch (err) {
+        // The API's 422 for a type it does not take lists the media types; people know extensions.
+        const unsupported = !supported && (err as { status?: number }).status === 422 && /content_type/.test(messageOf(err));
+        fail(
+          unsupported
+            ? `${file.name}: files of type ${type} are not supported. The platform takes text, Markdown, HTML, PDF and Word (.docx) files.`
+            : `${file.name}: ${messageOf(err)}`,
+        );
+        return;
+      }
+      added(created.document);
+      item.dataset.state = "uploading";
+      state.textContent = `Sending ${formatBytes(file.size)}…`;
+      let shown = -1;
+      try {
+        await putFile(created.upload, file, (sent, total) => {
+          const percent = total > 0 ? Math.floor((sent / total) * 100) : 0;
+          if (percent === shown) return;
+          shown = percent;
+          bar.value = percent;
+          bar.setAttribute("aria-valuetext", `${percent}% (${formatBytes(sent)} of ${formatBytes(total)})`);
+        });
+      } catch (err) {
+        fail(`${file.name}: ${messageOf(err)} The document stays pending until the upload link expires, then fails.`);
+        return;
+      }
+      item.dataset.state = "uploaded";
+      state.textContent = "Uploaded; ingestion started (its status is in the list below).";
+      announce(`${file.name} uploaded; ingestion started.`);
+    }
+
+    input.addEventListener("change", () => {
+      const files = Array.from(input.files ?? []);
+      input.value = ""; // choosing the same file again starts it again
+      start(files);
+    });
+    // Drag and drop onto the zone; the picker (a native control: keyboard and screen readers) does the same.
+    zone.addEventListener("dragover", (event) => {
+      if (!event.dataTransfer?.types.includes("Files")) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+      zone.classList.add("dragging");
+    });
+    zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("dragging");
+      start(Array.from(event.dataTransfer?.files ?? []));
+    });
+    return form;
+  },
+};
+
+export const ADD_METHODS: AddMethod[] = [textMethod, fileMethod];
+
+function statusBadge(doc: DocumentItem, duplicateLink: (id: string) => HTMLElement): HTMLElement {
   const label = { pending: "Pending", processing: "Processing", ready: "Ready", failed: "Failed" }[doc.status] ?? doc.status;
   const wrap = h("div", { class: "status-cell" }, h("span", { class: `badge badge-${doc.status}`, "data-status": doc.status }, label));
   if (doc.status === "failed" && doc.error) wrap.append(h("p", { class: "failure-reason" }, doc.error));
+  if (doc.duplicate_of) wrap.append(h("p", { class: "duplicate-of" }, "Duplicate of ", duplicateLink(doc.duplicate_of)));
   return wrap;
 }
 
@@ -115,14 +242,46 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
   function row(doc: DocumentItem): HTMLTableRowElement {
     const tr = h(
       "tr",
-      { "data-document-id": doc.id },
+      { "data-document-id": doc.id, id: `document-${doc.id}`, tabindex: -1 },
       h("th", { scope: "row", class: "doc-name" }, doc.name),
-      h("td", {}, statusBadge(doc)),
+      h("td", {}, statusBadge(doc, duplicateLink)),
       h("td", { class: "num" }, doc.chunk_count === null || doc.chunk_count === undefined ? "–" : String(doc.chunk_count)),
       h("td", {}, h("time", { datetime: doc.updated_at }, formatTime(doc.updated_at))),
     );
     if (ctx.isAdmin) tr.append(h("td", {}, adminActions(doc)));
     return tr;
+  }
+
+  // A duplicate names the document it repeats: a link that brings that row into view and focuses it (an
+  // address of its own, #/documents/<id>, so it can be opened in a new tab too).
+  function duplicateLink(id: string): HTMLElement {
+    const original = docs.get(id);
+    const link = h("a", { href: `#/documents/${encodeURIComponent(id)}`, class: "duplicate-link" }, original ? original.name : "an earlier document");
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      ctx.navigate(`documents/${id}`, true);
+      void reveal(id);
+    });
+    return link;
+  }
+
+  async function reveal(id: string): Promise<void> {
+    if (!docs.has(id)) {
+      try {
+        const { document } = await api.getDocument(id);
+        if (stopped) return;
+        upsert(document);
+      } catch (err) {
+        if (!stopped) errors.show(`Could not show that document: ${messageOf(err)}`);
+        return;
+      }
+    }
+    const tr = tbody.querySelector<HTMLTableRowElement>(`tr[data-document-id="${CSS.escape(id)}"]`);
+    if (!tr) return;
+    for (const other of Array.from(tbody.querySelectorAll(".highlight"))) other.classList.remove("highlight");
+    tr.classList.add("highlight");
+    tr.scrollIntoView({ block: "center" });
+    tr.focus();
   }
 
   function adminActions(doc: DocumentItem): HTMLElement {
@@ -268,9 +427,21 @@ function render(ctx: AppContext, root: HTMLElement): () => void {
       more,
     ),
   );
+  // A file dropped beside the drop zone would make the browser leave the console to show it: on this
+  // screen such drops do nothing (the zone takes its own before they reach the window).
+  const ignoreFileDrop = (event: DragEvent) => {
+    if (event.dataTransfer?.types.includes("Files")) event.preventDefault();
+  };
+  window.addEventListener("dragover", ignoreFileDrop);
+  window.addEventListener("drop", ignoreFileDrop);
+
   draw();
-  void loadPage();
+  void loadPage().then(() => {
+    if (ctx.params[0] && !stopped) void reveal(ctx.params[0]);
+  });
   return () => {
+    window.removeEventListener("dragover", ignoreFileDrop);
+    window.removeEventListener("drop", ignoreFileDrop);
     stopped = true;
     if (timer !== undefined) window.clearTimeout(timer);
   };
