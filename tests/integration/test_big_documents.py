@@ -8,11 +8,13 @@ measures after every invocation how many of the big document's chunks have a vec
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from ragcore.config import get_settings
 from ragcore.embeddings import get_embedder
 from ragcore.ingest import chunk_for
+from ragcore.reaper import reap
 
 from tests.integration.test_documents import get, upload
 
@@ -226,3 +228,36 @@ def test_a_small_document_keeps_the_single_invocation_path(platform, ranged):
     assert platform.poller.poll_once(wait_seconds=0) == 1
     assert _status(platform, org, doc) == "ready"
     assert platform.poller.poll_once(wait_seconds=0) == 0
+
+
+def _age(platform, doc, seconds: int) -> None:
+    platform.owner_execute(
+        "UPDATE documents SET updated_at = now() - make_interval(secs => %s) WHERE id = %s",
+        (seconds, doc["id"]),
+    )
+
+
+def test_a_document_whose_ranges_progress_is_not_reaped(platform, ranged):
+    org = platform.register()
+    doc = upload(platform, org["token"], name="big.txt", content=BIG)
+    assert platform.poller.poll_once(wait_seconds=0) == 1
+    _age(platform, doc, get_settings().reaper_processing_after_seconds + 60)
+    assert platform.poller.poll_once(wait_seconds=0) == 1  # one range stored: progress
+    report = reap()
+    assert uuid.UUID(doc["id"]) not in [*report.requeued, *report.failed]
+    platform.ingest_all()
+    _assert_exactly_the_chunks(platform, org, doc)
+
+
+def test_a_document_whose_range_messages_were_lost_is_sent_again_by_the_reaper(platform, ranged):
+    org = platform.register()
+    doc = upload(platform, org["token"], name="big.txt", content=BIG)
+    for _ in range(2):  # staged, one range embedded
+        assert platform.poller.poll_once(wait_seconds=0) == 1
+    platform.sqs.purge_queue(QueueUrl=platform.queue_url)  # the ranges' messages are lost
+    assert platform.sqs.receive_message(QueueUrl=platform.queue_url).get("Messages") is None
+    _age(platform, doc, get_settings().reaper_processing_after_seconds + 60)
+    report = reap()
+    assert report.requeued == [uuid.UUID(doc["id"])]
+    platform.ingest_all()
+    _assert_exactly_the_chunks(platform, org, doc)
