@@ -10,6 +10,12 @@ Quotas: a document whose chunks would take its organisation over the chunk quota
 is embedded (``failed``, its reason starting with ``chunk_quota_exceeded``), and again atomically when
 the chunks are stored. The chunks and the embedding tokens are counted in the transaction that stores
 the chunks, once per version of the content: a re-delivered or retried ingestion counts nothing more.
+
+Large documents: one of more than ``ingest_range_chunks`` chunks is chunked and staged (no vectors) by its
+first invocation, and embedded in ranges of at most that many chunks, one queue message each
+(``ingest_range``), chained so that only ``ingest_range_chains`` ranges of a document wait in the queue at a
+time; the range that finds every staged chunk embedded moves them into ``document_chunks`` and marks the
+document ready in one transaction. Staged chunks are never visible to retrieval.
 """
 
 from __future__ import annotations
