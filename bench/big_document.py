@@ -141,7 +141,7 @@ def main() -> None:
     if args.one:
         print("RESULT " + json.dumps(run(args.one, text, args.timeout)), flush=True)
         return
-    print(f"# {datetime.date.today()} {machine_line()}, document {len(text.encode())} bytes")
+    print(f"# {datetime.date.today()} {machine_line()}, document {len(text.encode())} bytes", flush=True)
     results = []
     # Each mode in a fresh process: a stack's database pool and settings are process-wide.
     for mode in args.modes.split(","):
@@ -153,6 +153,7 @@ def main() -> None:
             sys.stderr.write(child.stderr[-4000:])
             raise SystemExit(f"mode {mode} failed")
         results.append(json.loads(lines[-1].removeprefix("RESULT ")))
+        print(lines[-1], flush=True)  # each mode's figures as soon as they exist
     print("| mode | chunks | big ready (s) | small ready (s) | invocations | longest (s) | timeout (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
