@@ -17,6 +17,7 @@ from ragcore.ingest import chunk_for
 from ragcore.reaper import reap
 
 from tests.integration.test_documents import get, upload
+from tests.integration.test_uploads import s3, upload_file  # noqa: F401 (s3: the bucket fixture)
 
 RANGE = 4
 # About 40 chunks of 16 words: ten ranges, so two chains of five.
@@ -261,3 +262,26 @@ def test_a_document_whose_range_messages_were_lost_is_sent_again_by_the_reaper(p
     assert report.requeued == [uuid.UUID(doc["id"])]
     platform.ingest_all()
     _assert_exactly_the_chunks(platform, org, doc)
+
+
+@pytest.mark.usefixtures("s3")  # the upload bucket served, its events sent to the queue
+def test_two_identical_big_files_staged_at_once_end_one_ready_and_one_its_duplicate(platform, ranged):
+    org = platform.register()
+    data = (f"Probe {uuid.uuid4().hex}. " + BIG).encode()
+    first = upload_file(platform, org["token"], "big.txt", "text/plain", data)
+    second = upload_file(platform, org["token"], "big-copy.txt", "text/plain", data)
+    platform.ingest_all()  # both staged before either is ready; their ranges interleave
+    states = {d["id"]: get(platform, org["token"], d["id"]).body["document"] for d in (first, second)}
+    ready = [d for d in states.values() if d["status"] == "ready"]
+    duplicate = [d for d in states.values() if d["status"] == "failed"]
+    assert len(ready) == 1 and len(duplicate) == 1, states
+    assert duplicate[0]["duplicate_of"] == ready[0]["id"] and duplicate[0]["chunk_count"] == 0
+    for document in states.values():
+        assert platform.owner_query(
+            "SELECT count(*) FROM document_chunks_staged WHERE document_id = %s", (document["id"],)
+        ) == [(0,)]
+    assert platform.owner_query(
+        "SELECT count(*) FROM document_chunks WHERE document_id = %s", (duplicate[0]["id"],)
+    ) == [(0,)]
+    (stored,) = platform.owner_query("SELECT chunks FROM org_usage WHERE org_id = %s", (org["org"]["id"],))
+    assert stored[0] == ready[0]["chunk_count"] > 4 * RANGE
