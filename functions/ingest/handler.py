@@ -1,11 +1,12 @@
-"""Ingest function: processes SQS batches of document messages ({org_id, document_id}) and of the upload
-bucket's S3 object-created events, reporting partial batch failures."""
+"""Ingest function: processes SQS batches of document messages ({org_id, document_id}), chunk-range
+messages of large documents ({org_id, document_id, run_id, start, stop}) and the upload bucket's S3
+object-created events, reporting partial batch failures."""
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from ragcore.config import get_settings
-from ragcore.ingest import ingest_document
+from ragcore.ingest import ingest_document, ingest_range
 from ragcore.observability import MetricUnit, logger, metrics, scoped_metrics, tracer
 from ragcore.queue import parse_ingest_message
 
@@ -23,12 +24,17 @@ def record_handler(record: SQSRecord) -> str:
     for request in message.requests:
         logger.append_keys(org_id=str(request.org_id), document_id=str(request.document_id))
         with scoped_metrics():  # per-stage latencies of this document, one EMF blob tagged with its tenant
-            outcome = ingest_document(
-                request.org_id,
-                request.document_id,
-                object_event=request.object_key,
-                version_id=request.version_id,
-            )
+            if request.run_id is not None:
+                outcome = ingest_range(
+                    request.org_id, request.document_id, request.run_id, request.start, request.stop
+                )
+            else:
+                outcome = ingest_document(
+                    request.org_id,
+                    request.document_id,
+                    object_event=request.object_key,
+                    version_id=request.version_id,
+                )
         logger.info(
             "document processed", extra={"outcome": outcome.value, "s3_event": request.object_key is not None}
         )

@@ -45,7 +45,9 @@ class Ingestion(Construct):
 
     def connect(self, ingest: ServiceFunction, *, batch_size: int, max_concurrency: int) -> None:
         """Ingest reads the queue in batches, reporting the failed items only (Powertools
-        BatchProcessor); concurrency is capped to protect the database and the embedding provider."""
+        BatchProcessor); concurrency is capped to protect the database and the embedding provider. It
+        also sends to the queue: a large document's chunk ranges are messages of their own."""
+        self.queue.grant_send_messages(ingest.function)
         ingest.function.add_event_source(
             sources.SqsEventSource(
                 self.queue,

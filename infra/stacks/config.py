@@ -70,7 +70,10 @@ class StageConfig:
     # Ingestion.
     ingest_timeout_seconds: int = 300
     ingest_memory_mb: int = 3008
-    ingest_batch_size: int = 5
+    # One message per invocation: a small document or one chunk range of a large one, so every invocation
+    # is bounded by a range's work and a small document never waits inside a batch behind ranges
+    # (docs/decisions.md, "Large documents are embedded in chained chunk-range messages").
+    ingest_batch_size: int = 1
     ingest_max_concurrency: int = 4
     ingest_max_receive_count: int = 5
     query_memory_mb: int = 2048

@@ -332,11 +332,12 @@ def test_wildcard_resources_only_for_xray(request, synth_name):
             assert "*" not in _actions(statement)
 
 
-def test_only_documents_and_the_reaper_send_to_the_queue(dev):
+def test_only_documents_the_reaper_and_ingest_send_to_the_queue(dev):
+    # ingest sends a large document's chunk ranges to its own queue.
     queue = ref_of(dev, dev.stack.ingestion.queue)
     for service in SERVICES:
         sends = [s for s in _grants(dev, service, "sqs:SendMessage")]
-        if service in ("documents", "reaper"):
+        if service in ("documents", "reaper", "ingest"):
             assert sends and all(mentions(s["Resource"], queue) for s in sends)
         else:
             assert not sends, service

@@ -101,7 +101,7 @@ class Platform:
         headers.update({k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items() if v})
         return HttpResult(response["statusCode"], json.loads(text) if text else None, headers)
 
-    def ingest_all(self, max_rounds: int = 20) -> int:
+    def ingest_all(self, max_rounds: int = 200) -> int:
         """Deliver queued messages to the ingest function until none is visible; returns deliveries."""
         delivered = 0
         for _ in range(max_rounds):

@@ -394,7 +394,7 @@ def test_template_functions_queue_and_event_source():
         assert spec.handler == ("run.sh" if spec.name == "StreamFunction" else "handler.lambda_handler")
         assert spec.code_uri.startswith("functions/")
     (source,) = template.functions["IngestFunction"].sqs_events
-    assert source.batch_size == 5
+    assert source.batch_size == 1  # one message (a small document or one chunk range) per invocation
     assert source.report_batch_item_failures
     queue = template.queues[source.queue]
     assert queue.dead_letter_queue in template.queues

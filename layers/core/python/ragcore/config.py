@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     extract_max_memory_mb: int = Field(default=1024, ge=64)
     # Chunks one document may make (checked after chunking, before any embedding is paid for).
     max_chunks_per_document: int = Field(default=5000, ge=1)
+    # A document of more chunks than ingest_range_chunks is embedded in ranges of that many chunks, one
+    # queue message (one invocation) each, so no invocation embeds more than a range (about 10 s for 200
+    # chunks on one core against the function's 300 s); ingest_range_chains ranges of one document are in
+    # the queue at a time, each range sending the next, so other documents interleave with them
+    # (docs/decisions.md, "Large documents are embedded in chained chunk-range messages").
+    ingest_range_chunks: int = Field(default=200, ge=1)
+    ingest_range_chains: int = Field(default=2, ge=1)
     # The reaper (a scheduled function; at start-up and periodically in the local stack): a document
     # `pending` for longer than the first bound is re-sent (at most reaper_max_requeues times, then failed);
     # one `processing` for longer than the second is re-sent, or failed once its attempts are used up. The

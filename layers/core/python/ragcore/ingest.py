@@ -10,6 +10,12 @@ Quotas: a document whose chunks would take its organisation over the chunk quota
 is embedded (``failed``, its reason starting with ``chunk_quota_exceeded``), and again atomically when
 the chunks are stored. The chunks and the embedding tokens are counted in the transaction that stores
 the chunks, once per version of the content: a re-delivered or retried ingestion counts nothing more.
+
+Large documents: one of more than ``ingest_range_chunks`` chunks is chunked and staged (no vectors) by its
+first invocation, and embedded in ranges of at most that many chunks, one queue message each
+(``ingest_range``), chained so that only ``ingest_range_chains`` ranges of a document wait in the queue at a
+time; the range that finds every staged chunk embedded moves them into ``document_chunks`` and marks the
+document ready in one transaction. Staged chunks are never visible to retrieval.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from .observability import (
     stage,
     tag_tenant,
 )
+from .queue import IngestQueue, get_ingest_queue
 from .storage import ObjectStore, get_object_store
 
 
@@ -51,6 +58,16 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     DUPLICATE = "duplicate"  # identical bytes already ingested in the organisation: nothing embedded
     WAITING = "waiting"  # an upload whose file has not arrived (and whose URL is still valid)
+    STAGED = "staged"  # a large document chunked and staged; its ranges are embedded by range messages
+    RANGE = "range"  # one range of a staged document embedded; others still to come
+
+
+@dataclass(frozen=True)
+class StagedRange:
+    """The chunks of one range still to embed, and how many chunks the staged document has."""
+
+    todo: list[tuple[int, str]]  # (chunk_index, content) of the chunks without a vector
+    total: int
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,22 @@ class DocumentStore(Protocol):
     def mark_uploaded(self, org_id: uuid.UUID, document_id: uuid.UUID) -> None: ...
 
     def record_file_hash(self, doc: ClaimedDocument, sha256: str) -> uuid.UUID | None: ...
+
+    def stage_chunks(self, doc: ClaimedDocument, chunks: Sequence[Chunk]) -> uuid.UUID | None: ...
+
+    def staged_range(
+        self, org_id: uuid.UUID, document_id: uuid.UUID, run_id: uuid.UUID, start: int, stop: int
+    ) -> StagedRange | None: ...
+
+    def store_range(
+        self,
+        org_id: uuid.UUID,
+        document_id: uuid.UUID,
+        run_id: uuid.UUID,
+        indexes: Sequence[int],
+        vectors: np.ndarray,
+        model: str,
+    ) -> str: ...
 
 
 class PgDocumentStore:
@@ -195,13 +228,177 @@ class PgDocumentStore:
             )
         return True
 
+    def stage_chunks(self, doc: ClaimedDocument, chunks: Sequence[Chunk]) -> uuid.UUID | None:
+        """Stage a large document's chunks (no vectors yet) under a new run, replacing any earlier
+        staging; None if the document vanished or its content changed. Nothing is visible to retrieval
+        or counted against the quota until every range is embedded (``store_range``)."""
+        run_id = uuid.uuid4()
+        with tenant_transaction(doc.org_id) as conn:
+            current = conn.execute(
+                "SELECT content_hash FROM documents WHERE org_id = %s AND id = %s FOR UPDATE",
+                (doc.org_id, doc.document_id),
+            ).fetchone()
+            if current is None or current["content_hash"] != doc.content_hash:
+                return None
+            conn.execute(
+                "DELETE FROM document_chunks_staged WHERE org_id = %s AND document_id = %s",
+                (doc.org_id, doc.document_id),
+            )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """INSERT INTO document_chunks_staged
+                       (org_id, document_id, run_id, chunk_index, content, token_count,
+                        page_start, page_end, headings)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                    [
+                        (
+                            doc.org_id,
+                            doc.document_id,
+                            run_id,
+                            c.index,
+                            c.content,
+                            c.token_count,
+                            c.page_start,
+                            c.page_end,
+                            list(c.headings) or None,
+                        )
+                        for c in chunks
+                    ],
+                )
+            conn.execute(
+                """UPDATE documents SET ingest_run = %s, updated_at = now()
+                   WHERE org_id = %s AND id = %s""",
+                (run_id, doc.org_id, doc.document_id),
+            )
+        return run_id
+
+    def staged_range(
+        self, org_id: uuid.UUID, document_id: uuid.UUID, run_id: uuid.UUID, start: int, stop: int
+    ) -> StagedRange | None:
+        """The chunks of [start, stop) still without a vector; None when the run is no longer the
+        document's (deleted, re-ingested, failed or already ready)."""
+        with tenant_transaction(org_id) as conn:
+            current = conn.execute(
+                """SELECT 1 FROM documents WHERE org_id = %s AND id = %s AND ingest_run = %s
+                     AND status = 'processing'""",
+                (org_id, document_id, run_id),
+            ).fetchone()
+            if current is None:
+                return None
+            total = conn.execute(
+                "SELECT count(*) AS n FROM document_chunks_staged WHERE org_id = %s AND document_id = %s",
+                (org_id, document_id),
+            ).fetchone()["n"]
+            rows = conn.execute(
+                """SELECT chunk_index, content FROM document_chunks_staged
+                   WHERE org_id = %s AND document_id = %s AND chunk_index >= %s AND chunk_index < %s
+                     AND embedding IS NULL
+                   ORDER BY chunk_index""",
+                (org_id, document_id, start, stop),
+            ).fetchall()
+        return StagedRange([(r["chunk_index"], r["content"]) for r in rows], total)
+
+    def store_range(
+        self,
+        org_id: uuid.UUID,
+        document_id: uuid.UUID,
+        run_id: uuid.UUID,
+        indexes: Sequence[int],
+        vectors: np.ndarray,
+        model: str,
+    ) -> str:
+        """Store one range's vectors; when no staged chunk is left without one, move the chunks into
+        ``document_chunks``, count them and their embedding tokens against the quota and mark the
+        document ready, all in the same transaction (the document's row lock serialises the ranges, so
+        exactly one of them finishes it). Returns "ready", "stored", "gone" (the run is no longer the
+        document's: nothing stored) or "duplicate" (an identical file became ready meanwhile)."""
+        with tenant_transaction(org_id) as conn:
+            current = conn.execute(
+                """SELECT content_hash, ingested_hash, object_key FROM documents
+                   WHERE org_id = %s AND id = %s AND ingest_run = %s AND status = 'processing'
+                   FOR UPDATE""",
+                (org_id, document_id, run_id),
+            ).fetchone()
+            if current is None:
+                return "gone"
+            if indexes:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        """UPDATE document_chunks_staged SET embedding = %s, embedding_model = %s
+                           WHERE org_id = %s AND document_id = %s AND chunk_index = %s""",
+                        [
+                            (HalfVector(v), model, org_id, document_id, i)
+                            for i, v in zip(indexes, vectors, strict=True)
+                        ],
+                    )
+            # The row lock above: progress keeps the reaper's `processing` bound from firing.
+            conn.execute(
+                "UPDATE documents SET updated_at = now() WHERE org_id = %s AND id = %s", (org_id, document_id)
+            )
+            left = conn.execute(
+                """SELECT count(*) AS n FROM document_chunks_staged
+                   WHERE org_id = %s AND document_id = %s AND embedding IS NULL""",
+                (org_id, document_id),
+            ).fetchone()["n"]
+            if left:
+                return "stored"
+            doc = ClaimedDocument(
+                org_id, document_id, "", current["content_hash"], 0, object_key=current["object_key"]
+            )
+            if doc.object_key is not None and doc.content_hash is not None:
+                _lock_hash(conn, org_id, doc.content_hash)
+                original = _ready_original(conn, org_id, document_id, doc.content_hash)
+                if original is not None:
+                    # An identical file became ready while this one was being embedded.
+                    _mark_duplicate(conn, org_id, document_id, doc.content_hash, original)
+                    return "duplicate"
+            totals = conn.execute(
+                """SELECT count(*) AS n, coalesce(sum(token_count), 0) AS tokens
+                   FROM document_chunks_staged WHERE org_id = %s AND document_id = %s""",
+                (org_id, document_id),
+            ).fetchone()
+            first_time = current["ingested_hash"] != current["content_hash"]
+            quotas.commit_chunks(
+                conn,
+                org_id,
+                totals["n"] - _stored_chunks(conn, doc),
+                totals["tokens"] if first_time else 0,
+            )
+            conn.execute(
+                "DELETE FROM document_chunks WHERE org_id = %s AND document_id = %s", (org_id, document_id)
+            )
+            conn.execute(
+                """INSERT INTO document_chunks
+                   (org_id, document_id, chunk_index, content, token_count, embedding, embedding_model,
+                    page_start, page_end, headings)
+                   SELECT org_id, document_id, chunk_index, content, token_count, embedding,
+                          embedding_model, page_start, page_end, headings
+                   FROM document_chunks_staged WHERE org_id = %s AND document_id = %s
+                   ORDER BY chunk_index""",
+                (org_id, document_id),
+            )
+            conn.execute(
+                "DELETE FROM document_chunks_staged WHERE org_id = %s AND document_id = %s",
+                (org_id, document_id),
+            )
+            conn.execute(
+                """UPDATE documents SET status = 'ready', chunk_count = %s, ingested_hash = content_hash,
+                   ingest_run = NULL, error = NULL, updated_at = now() WHERE org_id = %s AND id = %s""",
+                (totals["n"], org_id, document_id),
+            )
+        return "ready"
+
     def mark_failed(self, org_id: uuid.UUID, document_id: uuid.UUID, reason: str) -> None:
-        """Record why ingestion gave up."""
+        """Record why ingestion gave up (and drop any chunks staged for it)."""
         with tenant_transaction(org_id) as conn:
             conn.execute(
-                """UPDATE documents SET status = 'failed', error = %s, updated_at = now()
+                """UPDATE documents SET status = 'failed', error = %s, ingest_run = NULL, updated_at = now()
                    WHERE org_id = %s AND id = %s""",
                 (reason[:1000], org_id, document_id),
+            )
+            conn.execute(
+                "DELETE FROM document_chunks_staged WHERE org_id = %s AND document_id = %s",
+                (org_id, document_id),
             )
 
     def upload_state(self, org_id: uuid.UUID, document_id: uuid.UUID) -> UploadState | None:
@@ -246,19 +443,24 @@ class PgDocumentStore:
                     (sha256, doc.org_id, doc.document_id),
                 )
                 return None
-            conn.execute(
-                """UPDATE documents SET content_hash = %s, duplicate_of = %s, status = 'failed',
-                          chunk_count = 0, ingested_hash = NULL, updated_at = now(),
-                          error = format('duplicate of document %%s (%%s): identical bytes were already '
-                                         'ingested, nothing was embedded again', %s::text, %s::text)
-                   WHERE org_id = %s AND id = %s""",
-                (sha256, original["id"], original["id"], original["name"], doc.org_id, doc.document_id),
-            )
-            conn.execute(
-                "DELETE FROM document_chunks WHERE org_id = %s AND document_id = %s",
-                (doc.org_id, doc.document_id),
-            )
+            _mark_duplicate(conn, doc.org_id, doc.document_id, sha256, original)
             return original["id"]
+
+
+def _mark_duplicate(conn, org_id: uuid.UUID, document_id: uuid.UUID, sha256: str, original) -> None:
+    """Make the document the duplicate of ``original`` (``failed``, no chunks, nothing staged)."""
+    conn.execute(
+        """UPDATE documents SET content_hash = %s, duplicate_of = %s, status = 'failed',
+                  chunk_count = 0, ingested_hash = NULL, ingest_run = NULL, updated_at = now(),
+                  error = format('duplicate of document %%s (%%s): identical bytes were already '
+                                 'ingested, nothing was embedded again', %s::text, %s::text)
+           WHERE org_id = %s AND id = %s""",
+        (sha256, original["id"], original["id"], original["name"], org_id, document_id),
+    )
+    conn.execute("DELETE FROM document_chunks WHERE org_id = %s AND document_id = %s", (org_id, document_id))
+    conn.execute(
+        "DELETE FROM document_chunks_staged WHERE org_id = %s AND document_id = %s", (org_id, document_id)
+    )
 
 
 def _stored_chunks(conn, doc: ClaimedDocument) -> int:
@@ -377,8 +579,12 @@ def ingest_document(
     embedder: Embedder | None = None,
     settings: Settings | None = None,
     objects: ObjectStore | None = None,
+    queue: IngestQueue | None = None,
 ) -> Outcome:
     """Run the whole pipeline for one document.
+
+    A document of more than ``ingest_range_chunks`` chunks is staged instead of embedded here, and its
+    ranges are sent to the queue (``ingest_range`` embeds each): no invocation embeds more than a range.
 
     ``object_event`` is the key of an S3 object-created event that asked for this (the file arrived);
     None for a document message. An uploaded file's bytes are read from the bucket, hashed (identical
@@ -417,6 +623,8 @@ def ingest_document(
             raise PermanentIngestError("the document contains no text")
         logger.debug("chunked", extra={"chunks": len(chunks), "attempt": doc.attempts})
         store.check_chunk_quota(doc, len(chunks))
+        if len(chunks) > settings.ingest_range_chunks:
+            return _fan_out(store, queue or get_ingest_queue(), doc, chunks, settings)
         with stage(INGEST_EMBED):
             vectors = embed_in_batches(
                 embedder, [c.content for c in chunks], settings.embed_batch_size, settings.embed_max_retries
@@ -437,3 +645,94 @@ def ingest_document(
             store.mark_failed(org_id, document_id, f"ingestion failed: {type(exc).__name__}: {exc}")
             return Outcome.FAILED
         raise
+
+
+def _fan_out(
+    store: DocumentStore,
+    queue: IngestQueue,
+    doc: ClaimedDocument,
+    chunks: Sequence[Chunk],
+    settings: Settings,
+) -> Outcome:
+    """Stage a large document's chunks and send the first range of each chain; the document stays
+    ``processing`` until its last range is stored. A failure to send propagates: the document message
+    is delivered again and stages again under a new run (the ranges already sent find their run gone)."""
+    run_id = store.stage_chunks(doc, chunks)
+    if run_id is None:
+        return Outcome.SKIPPED
+    size = settings.ingest_range_chunks
+    for start in range(0, min(len(chunks), size * settings.ingest_range_chains), size):
+        queue.send_range(doc.org_id, doc.document_id, run_id, start, min(start + size, len(chunks)))
+    logger.info("staged", extra={"chunks": len(chunks), "run_id": str(run_id)})
+    return Outcome.STAGED
+
+
+def ingest_range(
+    org_id: uuid.UUID,
+    document_id: uuid.UUID,
+    run_id: uuid.UUID,
+    start: int,
+    stop: int,
+    *,
+    store: DocumentStore | None = None,
+    embedder: Embedder | None = None,
+    settings: Settings | None = None,
+    queue: IngestQueue | None = None,
+) -> Outcome:
+    """Embed chunks [start, stop) of a document staged under ``run_id`` and store their vectors, then
+    send the next range of this chain (``ingest_range_chains`` ranges further on); the range that finds
+    every chunk embedded makes the document ready (``store_range``).
+
+    Idempotent: chunks that already have a vector are not embedded again, and a range of a run that is no
+    longer the document's (deleted, re-ingested, failed, already ready) does nothing. At most
+    ``ingest_range_chunks`` chunks are embedded, however large the range a message names. Transient
+    errors propagate (the queue delivers the range again; a range that never succeeds leaves the
+    document ``processing`` without progress, which the reaper re-sends as a whole).
+    """
+    settings = settings or get_settings()
+    store = store or PgDocumentStore()
+    tag_tenant(org_id)
+    stop = min(stop, start + settings.ingest_range_chunks)
+    staged = store.staged_range(org_id, document_id, run_id, start, stop)
+    if staged is None:
+        return Outcome.SKIPPED
+    indexes = [i for i, _ in staged.todo]
+    vectors = np.zeros((0, settings.embedding_dimensions), dtype=np.float32)
+    model = ""
+    if staged.todo:
+        embedder = embedder or get_embedder(settings)
+        model = embedder.model_name
+        with stage(INGEST_EMBED):
+            vectors = embed_in_batches(
+                embedder,
+                [text for _, text in staged.todo],
+                settings.embed_batch_size,
+                settings.embed_max_retries,
+            )
+        count(CHUNKS_EMBEDDED, len(indexes))
+    with stage(INGEST_STORE):
+        try:
+            result = store.store_range(org_id, document_id, run_id, indexes, vectors, model)
+        except ChunkQuotaExceeded as exc:
+            store.mark_failed(org_id, document_id, str(exc))
+            return Outcome.FAILED
+    logger.debug(
+        "range stored", extra={"start": start, "stop": stop, "embedded": len(indexes), "result": result}
+    )
+    if result == "gone":
+        return Outcome.SKIPPED
+    if result == "ready":
+        return Outcome.READY
+    if result == "duplicate":
+        return Outcome.DUPLICATE
+    following = start + settings.ingest_range_chunks * settings.ingest_range_chains
+    if following < staged.total:
+        queue = queue or get_ingest_queue()
+        queue.send_range(
+            org_id,
+            document_id,
+            run_id,
+            following,
+            min(following + settings.ingest_range_chunks, staged.total),
+        )
+    return Outcome.RANGE

@@ -1,5 +1,7 @@
-"""The ingestion queue: messages are ``{"org_id", "document_id"}`` sent to SQS, and the upload bucket's
-S3 event notifications (object created), which the bucket sends to the same queue."""
+"""The ingestion queue: messages are ``{"org_id", "document_id"}`` sent to SQS, chunk-range messages
+``{"org_id", "document_id", "run_id", "start", "stop"}`` (embed chunks [start, stop) of a large document
+staged under that run), and the upload bucket's S3 event notifications (object created), which the bucket
+sends to the same queue."""
 
 from __future__ import annotations
 
@@ -22,6 +24,10 @@ from .storage import parse_object_key
 class IngestQueue(Protocol):
     def send(self, org_id: uuid.UUID, document_id: uuid.UUID) -> None: ...
 
+    def send_range(
+        self, org_id: uuid.UUID, document_id: uuid.UUID, run_id: uuid.UUID, start: int, stop: int
+    ) -> None: ...
+
     def backlog(self) -> int: ...
 
 
@@ -42,7 +48,24 @@ class SqsIngestQueue:
 
     def send(self, org_id: uuid.UUID, document_id: uuid.UUID) -> None:
         """Enqueue one document; ServiceUnavailable when SQS cannot take it."""
-        body = json.dumps({"org_id": str(org_id), "document_id": str(document_id)})
+        self._send({"org_id": str(org_id), "document_id": str(document_id)})
+
+    def send_range(
+        self, org_id: uuid.UUID, document_id: uuid.UUID, run_id: uuid.UUID, start: int, stop: int
+    ) -> None:
+        """Enqueue the embedding of chunks [start, stop) of a document staged under ``run_id``."""
+        self._send(
+            {
+                "org_id": str(org_id),
+                "document_id": str(document_id),
+                "run_id": str(run_id),
+                "start": start,
+                "stop": stop,
+            }
+        )
+
+    def _send(self, payload: dict) -> None:
+        body = json.dumps(payload)
         try:
             self._client.send_message(QueueUrl=self.queue_url, MessageBody=body)
         except (BotoCoreError, ClientError) as exc:
@@ -86,6 +109,10 @@ class IngestRequest:
     document_id: uuid.UUID
     object_key: str | None = None
     version_id: str | None = None
+    # A chunk-range message: embed chunks [start, stop) of the document staged under run_id.
+    run_id: uuid.UUID | None = None
+    start: int = 0
+    stop: int = 0
 
 
 @dataclass
@@ -106,7 +133,15 @@ def parse_ingest_message(body: str, bucket: str = "") -> ParsedMessage:
         raise ValueError("message body must be a JSON object")
     parsed = ParsedMessage()
     if "org_id" in payload or "document_id" in payload:
-        parsed.requests.append(IngestRequest(*parse_message(body)))
+        org_id, document_id = parse_message(body)
+        if "run_id" not in payload:
+            parsed.requests.append(IngestRequest(org_id, document_id))
+            return parsed
+        start, stop = payload.get("start"), payload.get("stop")
+        if not (type(start) is int and type(stop) is int and 0 <= start < stop):
+            raise ValueError("a chunk-range message needs integers 0 <= start < stop")
+        run_id = uuid.UUID(str(payload["run_id"]))
+        parsed.requests.append(IngestRequest(org_id, document_id, run_id=run_id, start=start, stop=stop))
         return parsed
     if payload.get("Event") == "s3:TestEvent":
         parsed.ignored.append("S3 test event")

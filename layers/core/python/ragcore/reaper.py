@@ -10,8 +10,11 @@ its upload URL is valid; ``upload_grace_seconds`` (300 s) after the URL expired 
 and the ingest function either finds the file and ingests it or marks the document ``failed`` with
 "upload not received before <expiry>" (so with the defaults and the 5-minute schedule such a document
 ends ``failed`` at most 15 + 5 + 5 minutes after it was created, plus the queue's own delay; migration
-0006). Run every few minutes (in AWS on a schedule; locally at start-up and
-periodically), every document therefore leaves ``pending``/``processing`` within a bounded time.
+0006). A large document waiting for its chunk ranges stays ``processing`` and each range stored touches
+its ``updated_at``, so it is judged stale only when no range made progress for the bound (its range
+messages lost), and is then sent again and staged anew. Run every few minutes (in AWS on a schedule;
+locally at start-up and periodically), every document therefore leaves ``pending``/``processing``
+within a bounded time.
 
 The decision is taken in one SQL statement (``reap_stale_documents``, a SECURITY DEFINER function: the
 reaper works across tenants, which the application role cannot do on its own), with the chosen rows
