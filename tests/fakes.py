@@ -84,5 +84,9 @@ class InMemoryDocumentStore:
     def mark_failed(self, org_id, document_id, reason):
         self.docs[document_id].update(status="failed", error=reason)
 
+    def held_by_another_org(self, org_id, document_id):
+        doc = self.docs.get(document_id)
+        return doc is not None and doc["org_id"] != org_id
+
     def upload_state(self, org_id, document_id):
         return None  # text documents only: uploaded files are tested on PostgreSQL and S3

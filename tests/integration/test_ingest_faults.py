@@ -223,11 +223,12 @@ def test_poison_messages_fail_alone_and_the_rest_of_the_batch_succeeds(platform)
         json.dumps(["a", "list"]),
         json.dumps({"org_id": mine["org"]["id"]}),
         json.dumps({"org_id": "not-a-uuid", "document_id": good["id"]}),
+        # Another organisation's document under mine: forged or corrupted, never processed.
+        json.dumps({"org_id": mine["org"]["id"], "document_id": their_doc["id"]}),
     ]
     harmless = [
-        # Well formed, but naming no document of that organisation: nothing to do, nothing touched.
+        # Well formed, naming a document that exists nowhere (deleted while its message waited): done.
         json.dumps({"org_id": mine["org"]["id"], "document_id": str(uuid.uuid4())}),
-        json.dumps({"org_id": mine["org"]["id"], "document_id": their_doc["id"]}),
     ]
     for body in [*poison, *harmless]:
         platform.sqs.send_message(QueueUrl=platform.queue_url, MessageBody=body)

@@ -34,7 +34,7 @@ from pgvector import HalfVector
 from . import quotas
 from .chunking import Chunk, LocatedText, chunk_sections
 from .config import Settings, get_settings
-from .db import tenant_transaction
+from .db import anonymous_transaction, tenant_transaction
 from .embeddings import Embedder, embed_in_batches, get_embedder
 from .errors import ChunkQuotaExceeded, ExtractionFailed, PayloadTooLarge, StoredObjectMissing
 from .extractors import Section
@@ -98,6 +98,11 @@ class PermanentIngestError(Exception):
     """The document itself cannot be ingested; retrying will not help."""
 
 
+class ForeignDocumentMessage(Exception):
+    """A message names a document that belongs to another organisation than the one it names: forged or
+    corrupted, so it fails on every delivery and ends in the dead-letter queue (nothing is touched)."""
+
+
 class DocumentStore(Protocol):
     def claim(self, org_id: uuid.UUID, document_id: uuid.UUID) -> ClaimedDocument | None: ...
 
@@ -108,6 +113,8 @@ class DocumentStore(Protocol):
     ) -> bool: ...
 
     def mark_failed(self, org_id: uuid.UUID, document_id: uuid.UUID, reason: str) -> None: ...
+
+    def held_by_another_org(self, org_id: uuid.UUID, document_id: uuid.UUID) -> bool: ...
 
     def upload_state(self, org_id: uuid.UUID, document_id: uuid.UUID) -> UploadState | None: ...
 
@@ -388,6 +395,15 @@ class PgDocumentStore:
             )
         return "ready"
 
+    def held_by_another_org(self, org_id: uuid.UUID, document_id: uuid.UUID) -> bool:
+        """Whether ``document_id`` exists under another organisation than ``org_id`` (a yes/no answer of a
+        SECURITY DEFINER function: nothing of that organisation is read)."""
+        with anonymous_transaction() as conn:
+            row = conn.execute(
+                "SELECT document_held_by_another_org(%s, %s) AS foreign_id", (org_id, document_id)
+            ).fetchone()
+        return bool(row["foreign_id"])
+
     def mark_failed(self, org_id: uuid.UUID, document_id: uuid.UUID, reason: str) -> None:
         """Record why ingestion gave up (and drop any chunks staged for it)."""
         with tenant_transaction(org_id) as conn:
@@ -602,6 +618,10 @@ def ingest_document(
         return waiting
     doc = store.claim(org_id, document_id)
     if doc is None:
+        # Nothing to do: already ingested, or deleted while its message waited (acknowledged). A document
+        # of another organisation, though, means the message is forged or corrupted: it goes to the DLQ.
+        if store.held_by_another_org(org_id, document_id):
+            raise ForeignDocumentMessage(f"document {document_id} does not belong to organisation {org_id}")
         return Outcome.SKIPPED
     if doc.attempts > settings.ingest_max_attempts:
         store.mark_failed(org_id, document_id, f"gave up after {settings.ingest_max_attempts} attempts")
