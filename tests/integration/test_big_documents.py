@@ -29,7 +29,9 @@ SMALL = "Parking permits are issued by the front desk on the first day."
 
 
 @pytest.fixture
-def ranged(configure):
+def ranged(platform, configure):
+    # These tests count deliveries one by one: what earlier tests left in the queue is delivered first.
+    platform.ingest_all()
     configure(ingest_range_chunks=RANGE, ingest_range_chains=2, chunk_size_words=16, chunk_overlap_words=0)
 
 
