@@ -121,6 +121,7 @@ def load_tenant(org_id: uuid.UUID, beir_ids: dict[str, str]) -> Tenant:
     document_of = np.array([position[d] for d in documents])
     lexemes = [parse_tsvector(r["tsv"]) for r in rows]
     chunk_postings = Postings(np.array([r["lexical_length"] for r in rows], dtype=float))
+    # A document's counts are its chunks' summed: words in the chunks' overlaps count twice.
     document_postings = Postings(np.bincount(document_of, weights=chunk_postings.lengths))
     for i, found in enumerate(lexemes):
         for term, positions in found.items():
