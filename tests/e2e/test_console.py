@@ -232,6 +232,8 @@ def test_admin_adds_a_member_and_errors_show_the_api_message(page, console_url):
 
     # A member sees no Members screen; a wrong password shows the API's 401 message.
     page.get_by_role("button", name="Sign out").click()
+    # The Members screen has an "E-mail" field too: type only once the sign-in form has replaced it.
+    expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
     page.get_by_label("E-mail").fill(member)
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
