@@ -11,13 +11,10 @@ answer is complete; an answer that failed or was abandoned leaves no trace.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -25,6 +22,7 @@ from psycopg.types.json import Jsonb
 from .auth import Principal
 from .condense import Turn
 from .config import get_settings
+from .cursors import decode_cursor, decode_position, encode_cursor, encode_position
 from .db import tenant_transaction
 from .errors import BadRequest, Conflict, NotFound
 from .observability import logger
@@ -84,20 +82,6 @@ def auto_title(question: str) -> str:
     return cut + "\u2026"
 
 
-def _encode_cursor(values: list[str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, size: int) -> list[str]:
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not (isinstance(values, list) and len(values) == size and all(isinstance(v, str) for v in values)):
-            raise ValueError("not a cursor of this list")
-        return values
-    except (ValueError, TypeError, RecursionError, binascii.Error) as exc:
-        raise BadRequest("invalid cursor") from exc
-
-
 def create_conversation(principal: Principal, title: str | None = None) -> dict[str, Any]:
     """A new, empty conversation owned by the caller."""
     principal.require_user()
@@ -120,13 +104,8 @@ def list_conversations(principal: Principal, limit: int = 20, cursor: str | None
     conditions = ["org_id = %s", "user_id = %s"]
     params: list[Any] = [principal.org_id, principal.user_id]
     if cursor:
-        updated_at, conversation_id = _decode_cursor(cursor, 2)
-        try:
-            position = (datetime.fromisoformat(updated_at), uuid.UUID(conversation_id))
-        except ValueError as exc:
-            raise BadRequest("invalid cursor") from exc
         conditions.append("(updated_at, id) < (%s, %s)")
-        params.extend(position)
+        params.extend(decode_position(cursor))
     params.append(limit + 1)
     with tenant_transaction(principal.org_id) as conn:
         rows = conn.execute(
@@ -135,7 +114,7 @@ def list_conversations(principal: Principal, limit: int = 20, cursor: str | None
             params,
         ).fetchall()
     page, more = rows[:limit], len(rows) > limit
-    next_cursor = _encode_cursor([page[-1]["updated_at"].isoformat(), str(page[-1]["id"])]) if more else None
+    next_cursor = encode_position(page[-1]["updated_at"], page[-1]["id"]) if more else None
     return {"items": [conversation_view(r) for r in page], "next_cursor": next_cursor}
 
 
@@ -160,7 +139,7 @@ def get_conversation(
     principal.require_user()
     before = None
     if cursor:
-        (value,) = _decode_cursor(cursor, 1)
+        (value,) = decode_cursor(cursor, 1)
         if not value.isdigit() or len(value) > 18:
             raise BadRequest("invalid cursor")
         before = int(value)
@@ -181,7 +160,7 @@ def get_conversation(
             break
         views.append((row["id"], view))
     more = len(rows) > len(views)
-    next_cursor = _encode_cursor([str(views[-1][0])]) if more else None
+    next_cursor = encode_cursor([str(views[-1][0])]) if more else None
     return {
         "conversation": conversation_view(conversation),
         "messages": [view for _, view in reversed(views)],

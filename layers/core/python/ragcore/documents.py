@@ -3,12 +3,9 @@ re-ingest."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import uuid
-from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -16,8 +13,9 @@ from psycopg.types.json import Jsonb
 from . import quotas
 from .auth import Principal
 from .config import get_settings
+from .cursors import decode_position, encode_position
 from .db import tenant_transaction
-from .errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge
+from .errors import InvalidInput, NotFound, PayloadTooLarge
 from .extractors import SUPPORTED_CONTENT_TYPES
 from .queue import IngestQueue, get_ingest_queue
 from .storage import ObjectStore, get_object_store, object_key
@@ -136,25 +134,6 @@ def _delete_and_release(conn, org_id: uuid.UUID, document_id: uuid.UUID) -> bool
     return True
 
 
-def encode_cursor(created_at: datetime, document_id: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(document_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The (created_at, id) position a cursor points after; BadRequest for anything malformed."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        position = json.loads(raw)
-        if not (
-            isinstance(position, list) and len(position) == 2 and all(isinstance(p, str) for p in position)
-        ):
-            raise ValueError("a cursor is a pair of strings")
-        return datetime.fromisoformat(position[0]), uuid.UUID(position[1])
-    except (ValueError, TypeError, RecursionError, binascii.Error) as exc:
-        raise BadRequest("invalid cursor") from exc
-
-
 def list_documents(
     principal: Principal, status: str | None = None, limit: int = 20, cursor: str | None = None
 ) -> dict[str, Any]:
@@ -168,7 +147,7 @@ def list_documents(
         conditions.append("status = %s")
         params.append(status)
     if cursor:
-        created_at, document_id = decode_cursor(cursor)
+        created_at, document_id = decode_position(cursor)
         conditions.append("(created_at, id) < (%s, %s)")
         params.extend([created_at, document_id])
     params.append(limit + 1)
@@ -179,7 +158,7 @@ def list_documents(
             params,
         ).fetchall()
     page, more = rows[:limit], len(rows) > limit
-    next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
+    next_cursor = encode_position(page[-1]["created_at"], page[-1]["id"]) if more else None
     return {"items": [document_view(r) for r in page], "next_cursor": next_cursor}
 
 
