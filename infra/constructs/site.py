@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
+
+from infra.constructs.buckets import log_bucket, private_bucket
 
 # Vite names what it puts under assets/ by content hash: those files never change and are cached for a
 # year; index.html and config.json are revalidated on every load so that a deploy shows at once.
@@ -43,29 +44,14 @@ def content_security_policy() -> str:
 class StaticSite(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, production: bool) -> None:
         super().__init__(scope, construct_id)
-        removal = RemovalPolicy.RETAIN if production else RemovalPolicy.DESTROY
-        # CloudFront writes its standard logs with ACLs: the log bucket must allow them.
-        self.logs = s3.Bucket(
-            self,
-            "Logs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(id="expire-site-logs", expiration=Duration.days(90))],
-            removal_policy=removal,
-            auto_delete_objects=not production,
-        )
-        self.bucket = s3.Bucket(
+        # CloudFront writes its standard logs here.
+        self.logs = log_bucket(self, "Logs", production=production, expiry_rule="expire-site-logs")
+        self.bucket = private_bucket(
             self,
             "Files",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
+            production=production,
             server_access_logs_bucket=self.logs,
             server_access_logs_prefix="bucket/",
-            removal_policy=removal,
-            auto_delete_objects=not production,
         )
         self.headers = cloudfront.ResponseHeadersPolicy(
             self,

@@ -3,13 +3,15 @@ signs them); every new object's event goes to the ingest queue, whose function r
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from infra.constructs.buckets import log_bucket, private_bucket
 
 # Objects are keyed <org_id>/<document_id> (ragcore.storage.object_key), so every object is an upload.
 UPLOAD_KEY_PATTERN = "*/*"
@@ -20,17 +22,8 @@ class Storage(Construct):
         self, scope: Construct, construct_id: str, *, production: bool, cors_origins: tuple[str, ...]
     ) -> None:
         super().__init__(scope, construct_id)
-        removal = RemovalPolicy.RETAIN if production else RemovalPolicy.DESTROY
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(90))],
-            removal_policy=removal,
-            auto_delete_objects=not production,
+        self.access_logs = log_bucket(
+            self, "AccessLogs", production=production, expiry_rule="expire-access-logs"
         )
         cors = (
             [
@@ -44,12 +37,10 @@ class Storage(Construct):
             if cors_origins
             else None
         )
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Uploads",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
+            production=production,
             versioned=True,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="uploads/",
@@ -74,8 +65,6 @@ class Storage(Construct):
                     noncurrent_version_expiration=Duration.days(30),
                 ),
             ],
-            removal_policy=removal,
-            auto_delete_objects=not production,
         )
 
     def notify(self, queue: sqs.IQueue) -> None:
