@@ -340,6 +340,8 @@ def variants(study: Study) -> dict[str, tuple[list[dict], Callable[..., Callable
 
 
 def main() -> None:
+    from ragcore.config import get_settings
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--state", type=Path, required=True, help="the --state directory of bench/beir.py")
@@ -359,22 +361,22 @@ def main() -> None:
     print(
         f"{args.dataset.name}: train {len(train_queries)} queries, test {len(test_queries)} (test read last)"
     )
+    built = variants(study)
     chosen = {}
-    for name, (grid, build) in variants(study).items():
+    for name, (grid, build) in built.items():
         if args.only and name not in args.only:
             continue
         scored = [(float(study.per_query(build(**p), train_queries).mean()), p) for p in grid]
         best = max(scored, key=lambda item: item[0])
         chosen[name] = (best, build)
         print(f"train {name:10s} best {best[0]:.4f} of {len(grid)} settings: {best[1]}", flush=True)
-    baseline = chosen.get("baseline") or (None, variants(study)["baseline"][1])
-    base_params = {"dense": 0.5, "bm25": 0.5}  # the platform's defaults
-    base_test = study.per_query(baseline[1](**base_params), test_queries)
-    built = variants(study)
+    weighted, windows = built["baseline"][1], built["windows"][1]
+    weight = get_settings().hybrid_dense_weight  # the platform's default fusion (z-scores)
+    base_test = study.per_query(weighted(dense=weight, bm25=1 - weight), test_queries)
     for name, rank in (
-        ("dense", built["baseline"][1](dense=1.0)),
-        ("lexical", built["baseline"][1](bm25=1.0)),
-        ("dense with windows (mix 0.75)", built["windows"][1](w=1.0, mix=0.75)),
+        ("dense", weighted(dense=1.0)),
+        ("lexical", weighted(bm25=1.0)),
+        ("dense with windows (mix 0.75)", windows(w=1.0, mix=0.75)),
     ):
         print(f"test  {name} alone nDCG@10 {study.per_query(rank, test_queries).mean():.4f}")
     low, high = bootstrap(base_test)
